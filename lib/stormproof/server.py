@@ -1,0 +1,610 @@
+"""The server: a fixed slot table, admission at accept, one sweep for every deadline.
+
+    accept ──► handshake pool (request_max bytes each) ──► WebSocket slot
+       │            │  plain HTTP: page, /stats, 404 ...     (buffers for life)
+       └ pool full: 503 at once     └ every slot busy: 503 + Retry-After
+
+Everything a connection can hold (buffers, parser, write lock) is allocated
+in Server.__init__ and reused; a connection only borrows it. One task per
+connection runs from accept to close, and its `finally` is the only place a
+socket is closed and a slot returned. The sweep task never closes anything
+itself: it cancels the connection's task, whose close path does the rest.
+"""
+
+import asyncio
+import gc
+import socket
+import time
+
+from micropython import const
+
+from . import codec, handshake, ticks
+from .aio import wait_readable, wait_writable
+from .config import Config
+from .log import Log
+from .stats import Stats
+from .websocket import ConnectionClosed, WebSocket
+
+_EAGAIN = const(11)
+_LINGER_MS = const(1000)
+_LINGER_IDLE_MS = const(100)
+_RESPONSE_HEAD = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n%s\r\n"
+_STATUS = {
+    101: "Switching Protocols", 200: "OK", 400: "Bad Request", 403: "Forbidden",
+    404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    413: "Content Too Large", 414: "URI Too Long", 426: "Upgrade Required",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    503: "Service Unavailable", 505: "HTTP Version Not Supported",
+}  # fmt: skip
+
+
+class Slot:
+    """One WebSocket connection's worth of memory, allocated once."""
+
+    def __init__(self, index, cfg):
+        self.index = index
+        self.message = bytearray(cfg.max_message)
+        self.message_mv = memoryview(self.message)
+        self.parser = codec.FrameParser(self.message, cfg.max_message)
+        self.rx = bytearray(cfg.rx_chunk)
+        self.tx = bytearray(cfg.tx_size)
+        self.tx_mv = memoryview(self.tx)
+        self.close_payload = bytearray(125)
+        self.wlock = asyncio.Lock()
+        self.clear()
+
+    def clear(self):
+        self.ws: "WebSocket | None" = None
+        self.task: "asyncio.Task | None" = None
+        self.writer: "asyncio.Task | None" = None  # holds wlock while it waits on the socket
+        self.rx_pos = 0
+        self.rx_end = 0
+        self.last_rx = 0
+        self.last_message = 0
+        self.ping_sent = 0  # ticks of the unanswered keepalive ping, 0 if none
+        self.tx_since = 0  # ticks since a write has been waiting, 0 if none
+        self.closing_since = 0
+        self.aborted = False
+        self.close_kicked = False
+        self.abort_code = 0
+        self.abort_reason = ""
+        self.abort_why = ""
+        self.parser.reset()
+
+
+class Pending:
+    """A connection reading its HTTP request; the pool of these is small and fixed."""
+
+    def __init__(self, cfg):
+        self.buf = bytearray(cfg.request_max)
+        self.clear()
+
+    def clear(self):
+        self.sock: "socket.socket | None" = None
+        self.remote: "tuple | None" = None
+        self.task: "asyncio.Task | None" = None
+        self.started = 0
+        self.expired = False
+        self.rx_extra = 0  # bytes after the request head (early frames)
+
+
+class Server:
+    def __init__(self, config=None, log=None):
+        cfg = config or Config()
+        self.config = cfg.validate()
+        self.log = log or Log(cfg.log_level)
+        self.stats = Stats(cfg.max_clients, cfg.handshakes, cfg.max_message)
+        self._http_routes = {}
+        self._ws_routes = {}
+        gc.collect()
+        before = gc.mem_free()
+        self.slots = [Slot(i, cfg) for i in range(cfg.max_clients)]
+        self.pending = [Pending(cfg) for _ in range(cfg.handshakes)]
+        self._refusals = self._prebuild_refusals()
+        gc.collect()
+        per, total, pool = cfg.budget()
+        self.log.info(
+            "memory: %d slots x %d B = %d B, handshake pool %d B; heap used by tables %d B, free %d B",
+            cfg.max_clients, per, total, pool, before - gc.mem_free(), gc.mem_free(),
+        )  # fmt: skip
+        self._listener = None
+        self._tasks = []
+        self._running = False
+        self._refusal_turn = 0
+
+    # ---- routes ------------------------------------------------------------
+
+    def websocket(self, path, handler=None, subprotocols=None, accept=None):
+        """Serve WebSockets at `path` with `async def handler(ws)`.
+
+        subprotocols: the ones this handler speaks, in order of preference;
+        accept(request): optional check during the handshake, returning None
+        to accept or an HTTP status (e.g. 401, 403) to refuse.
+        Usable as a decorator: @server.websocket("/ws").
+        """
+
+        def add(fn):
+            self._ws_routes[path] = (fn, subprotocols or (), accept)
+            return fn
+
+        return add(handler) if handler else add
+
+    def route(self, path, handler=None):
+        """Serve plain HTTP GET/HEAD at `path` with `handler(request)` returning
+        (status, content_type, body) or the name of a file to stream."""
+
+        def add(fn):
+            self._http_routes[path] = fn
+            return fn
+
+        return add(handler) if handler else add
+
+    # ---- lifecycle ---------------------------------------------------------
+
+    async def serve(self):
+        """Listen and serve until cancelled; then close every connection with 1001."""
+        cfg = self.config
+        ai = socket.getaddrinfo(cfg.host, cfg.port)[0]
+        lsock = socket.socket(ai[0], socket.SOCK_STREAM)
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind(ai[-1])
+        lsock.listen(cfg.backlog)
+        lsock.setblocking(False)
+        self._listener = lsock
+        self._running = True
+        self.log.info("listening on %s:%d", cfg.host, cfg.port)
+        sweeper = asyncio.create_task(self._sweep())
+        try:
+            await self._accept_loop(lsock)
+        finally:
+            sweeper.cancel()
+            await self._shutdown_all()
+
+    async def _shutdown_all(self):
+        self._running = False
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for p in self.pending:
+            if p.task is not None:
+                p.task.cancel()
+        for slot in self.slots:
+            if slot.task is not None:
+                self._abort(slot, codec.CLOSE_GOING_AWAY, "server shutting down", "shutdown")
+        # Let each connection run its close path, bounded by close_timeout.
+        start = ticks.now()
+        while self.stats.sockets_open and ticks.since(start) < self.config.close_timeout + 500:
+            await asyncio.sleep_ms(20)
+        self.log.info("stopped; %d sockets still open", self.stats.sockets_open)
+
+    # ---- accept and admission ----------------------------------------------
+
+    async def _accept_loop(self, lsock):
+        stats = self.stats
+        while True:
+            sock = None
+            try:
+                await wait_readable(lsock)
+                try:
+                    sock, addr = lsock.accept()
+                except OSError as e:
+                    if e.errno == _EAGAIN:
+                        continue
+                    # Out of sockets (EMFILE/ENFILE): back off instead of spinning.
+                    stats.accept_errors += 1
+                    self.log.warn("accept failed: %s", e)
+                    await asyncio.sleep_ms(100)
+                    continue
+                stats.accepted += 1
+                stats.sockets_open += 1
+                sock.setblocking(False)
+                pend = None
+                for p in self.pending:
+                    if p.sock is None:
+                        pend = p
+                        break
+                if pend is None:
+                    stats.refused_busy += 1
+                    self._refuse_now(sock)
+                    sock = None
+                    continue
+                pend.sock = sock
+                pend.remote = _remote(addr)
+                pend.started = ticks.now()
+                stats.handshakes_in_use += 1
+                sock = None  # owned by the connection task from here on
+                pend.task = asyncio.create_task(self._connection(pend))
+            except asyncio.CancelledError:
+                raise
+            except BaseException as e:  # MemoryError included: the loop must survive
+                if isinstance(e, MemoryError):
+                    stats.memory_errors += 1
+                else:
+                    self.log.error("accept loop: %r", e)
+                for p in self.pending:
+                    if p.sock is not None and p.task is None:
+                        self._close_raw(p.sock)
+                        p.clear()
+                        stats.handshakes_in_use -= 1
+                if sock is not None:
+                    self._close_raw(sock)
+                gc.collect()
+                await asyncio.sleep_ms(50)
+
+    def _refuse_now(self, sock):
+        # No buffer is spent: a prebuilt answer, written without waiting.
+        self._discard(sock)
+        try:
+            sock.write(self._next_refusal())
+        except OSError:
+            pass
+        self._close_raw(sock)
+
+    def _next_refusal(self):
+        self._refusal_turn = (self._refusal_turn + 1) % len(self._refusals)
+        return self._refusals[self._refusal_turn]
+
+    def _prebuild_refusals(self):
+        # Retry-After with jitter, so refused clients do not all come back in
+        # the same second; built now so a refusal allocates nothing.
+        base = self.config.retry_after
+        out = []
+        body = b"server full: every WebSocket slot is in use; retry later\n"
+        for extra in range(base + 1):
+            head = _RESPONSE_HEAD % (
+                503, _STATUS[503], "text/plain", len(body), "Retry-After: %d\r\n" % (base + extra),
+            )  # fmt: skip
+            out.append(head.encode() + body)
+        return out
+
+    def _close_raw(self, sock):
+        try:
+            sock.close()
+        except OSError:
+            pass
+        self.stats.closed += 1
+        self.stats.sockets_open -= 1
+
+    def _close_socket(self, owner):
+        """Close owner.sock exactly once, whoever calls; counts the close."""
+        sock = owner.sock
+        if sock is not None:
+            owner.sock = None
+            self._close_raw(sock)
+
+    # ---- one connection, from request to close -----------------------------
+
+    async def _connection(self, pend):
+        stats = self.stats
+        slot = None
+        ws = None
+        try:
+            end = await self._read_request(pend)
+            if end < 0:
+                return
+            req = handshake.Request(pend.buf, end)
+            if not req.is_upgrade():
+                await self._serve_http(pend, req)
+                return
+            route = self._ws_routes.get(req.path)
+            if route is None:
+                raise handshake.HandshakeError(404, "no WebSocket at this path")
+            accept_key = handshake.check_upgrade(req)
+            handler, protocols, accept = route
+            if accept is not None:
+                status = accept(req)
+                if status:
+                    raise handshake.HandshakeError(status, "refused by the application")
+            chosen = None
+            if protocols:
+                offered = handshake.offered_subprotocols(req)
+                for p in protocols:
+                    if p in offered:
+                        chosen = p
+                        break
+            slot = self._take_slot()
+            if slot is None:
+                stats.refused_full += 1
+                await self._write_all(pend.sock, self._next_refusal())
+                return
+            ws = WebSocket(self, slot, pend.sock, pend.remote, req.path, req.query, chosen)
+            slot.ws = ws
+            slot.task = pend.task
+            slot.last_rx = slot.last_message = ticks.now()
+            # The request is answered from the slot's own tx buffer.
+            resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+            n = _put(slot.tx, 0, resp)
+            n = _put(slot.tx, n, accept_key)
+            if chosen:
+                n = _put(slot.tx, n, b"\r\nSec-WebSocket-Protocol: ")
+                n = _put(slot.tx, n, chosen.encode())
+            n = _put(slot.tx, n, b"\r\n\r\n")
+            # Bytes the client sent after its request (its first frames) move
+            # to the slot before the handshake buffer goes back to the pool.
+            extra = pend.rx_extra
+            if extra:
+                slot.rx[0:extra] = pend.buf[end : end + extra]
+                slot.rx_end = extra
+            pend.sock = None  # the WebSocket owns the socket now
+            self._release_pending(pend)
+            pend = None
+            await ws._write(0, n)
+            stats.ws_opened += 1
+            await self._run_handler(ws, handler)
+        except handshake.HandshakeError as e:
+            stats.refused_bad += 1
+            if pend is not None:
+                await self._respond(pend, e.status, e.reason, e.extra)
+        except ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            if pend is not None and pend.expired:
+                stats.refused_timeout += 1
+        except MemoryError:
+            stats.memory_errors += 1
+            if ws is not None:
+                await ws.shutdown(codec.CLOSE_TRY_AGAIN, "out of memory", "memory")
+        except OSError:
+            pass  # the peer vanished during the handshake
+        except Exception as e:
+            self.log.error("connection: %r", e)
+        finally:
+            if ws is not None and ws.sock is not None:
+                await ws.shutdown(codec.CLOSE_ABNORMAL, "", "peer_reset")
+            if pend is not None:
+                await self._linger(pend.sock)
+                self._close_socket(pend)
+                self._release_pending(pend)
+            if slot is not None:
+                self._release_slot(slot)
+
+    async def _run_handler(self, ws, handler):
+        slot = ws._slot
+        try:
+            await handler(ws)
+            code, reason, why = codec.CLOSE_NORMAL, "", "server_close"
+        except ConnectionClosed:
+            code, reason, why = codec.CLOSE_NORMAL, "", "server_close"
+        except asyncio.CancelledError:
+            if slot.aborted:
+                code, reason, why = slot.abort_code, slot.abort_reason, slot.abort_why
+            else:
+                code, reason, why = codec.CLOSE_GOING_AWAY, "cancelled", "shutdown"
+        except MemoryError:
+            self.stats.memory_errors += 1
+            code, reason, why = codec.CLOSE_TRY_AGAIN, "out of memory", "memory"
+        except Exception as e:
+            self.stats.handler_errors += 1
+            self.log.error("handler %s: %r", ws.path, e)
+            code, reason, why = codec.CLOSE_INTERNAL_ERROR, "internal error", "handler_error"
+        if slot.aborted and why == "server_close":
+            code, reason, why = slot.abort_code, slot.abort_reason, slot.abort_why
+        await ws.shutdown(code, reason, why)
+
+    async def _read_request(self, pend):
+        """Read the request head into the pending buffer; index past it, or -1."""
+        buf = pend.buf
+        sock = pend.sock
+        n = 0
+        cap = len(buf)
+        pend.rx_extra = 0
+        mv = memoryview(buf)
+        while True:
+            try:
+                r = sock.readinto(mv[n:])
+            except OSError:
+                return -1
+            if r is None:
+                await wait_readable(sock)
+                continue
+            if r == 0:
+                return -1  # closed before a whole request arrived
+            n += r
+            end = handshake.find_end(buf, n)
+            if end >= 0:
+                pend.rx_extra = n - end
+                return end
+            if n >= cap:
+                raise handshake.HandshakeError(431, "request head larger than %d bytes" % cap)
+
+    def _take_slot(self):
+        for slot in self.slots:
+            if slot.task is None:
+                self.stats.slot_taken()
+                return slot
+        return None
+
+    def _release_slot(self, slot):
+        if slot.task is None:
+            return
+        slot.clear()
+        self.stats.slots_in_use -= 1
+
+    def _release_pending(self, pend):
+        if pend.task is None and pend.sock is None and pend.remote is None:
+            return
+        pend.clear()
+        self.stats.handshakes_in_use -= 1
+
+    # ---- plain HTTP --------------------------------------------------------
+
+    async def _serve_http(self, pend, req):
+        method = req.method
+        path = req.path
+        if path in self._ws_routes:
+            raise handshake.HandshakeError(
+                426, "this path speaks WebSocket only", b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+            )
+        route = self._http_routes.get(path)
+        if route is None:
+            raise handshake.HandshakeError(404, "not found")
+        if method not in ("GET", "HEAD"):
+            raise handshake.HandshakeError(405, "only GET and HEAD", b"Allow: GET, HEAD\r\n")
+        status, ctype, body = route(req)
+        self.stats.http_served += 1
+        await self._respond(pend, status, body, b"", ctype, method == "HEAD")
+
+    async def _respond(self, pend, status, body, extra=b"", ctype="text/plain", head_only=False):
+        sock = pend.sock
+        if sock is None:
+            return
+        if isinstance(body, str):
+            body = (body + "\n").encode() if ctype == "text/plain" else body.encode()
+        head = _RESPONSE_HEAD % (status, _STATUS.get(status, "Error"), ctype, len(body), extra.decode())
+        await self._write_all(sock, head.encode())
+        if not head_only:
+            await self._write_all(sock, body)
+
+    async def _write_all(self, sock, data):
+        mv = memoryview(data)
+        off = 0
+        while off < len(mv):
+            n = sock.write(mv[off:])
+            if not n:
+                await wait_writable(sock)
+                continue
+            off += n
+
+    def _discard(self, sock):
+        # Unread input makes close() send RST, which can destroy the response
+        # in flight; read what has arrived first. True if anything was there.
+        got = False
+        for _ in range(4):
+            try:
+                if not sock.readinto(_SCRATCH):
+                    return got
+            except OSError:
+                return got
+            got = True
+        return got
+
+    async def _linger(self, sock):
+        """Before closing after a response: if the client is still sending (a
+        refused body, an oversized head), read and drop it until it pauses, so
+        the response is not destroyed by an RST. Bounded in time and bytes."""
+        if sock is None or not self._discard(sock):
+            return
+        start = ticks.now()
+        while ticks.since(start) < _LINGER_MS:
+            try:
+                await asyncio.wait_for_ms(wait_readable(sock), _LINGER_IDLE_MS)
+            except asyncio.TimeoutError:
+                return
+            if not self._discard(sock):
+                return
+
+    # ---- the sweep: every deadline, one task -------------------------------
+
+    def _abort(self, slot, code, reason, why):
+        if slot.aborted or slot.task is None:
+            return
+        slot.aborted = True
+        slot.abort_code = code
+        slot.abort_reason = reason
+        slot.abort_why = why
+        slot.closing_since = ticks.now()
+        slot.task.cancel()
+
+    async def _sweep(self):
+        cfg = self.config
+        stats = self.stats
+        while True:
+            await asyncio.sleep_ms(cfg.sweep_interval)
+            try:
+                now = ticks.now()
+                for p in self.pending:
+                    if (
+                        p.task is not None
+                        and not p.expired
+                        and time.ticks_diff(now, p.started) > cfg.handshake_timeout
+                    ):
+                        p.expired = True
+                        p.task.cancel()
+                for slot in self.slots:
+                    ws = slot.ws
+                    if ws is None or slot.task is None:
+                        continue
+                    if ws.open and not slot.aborted:
+                        if slot.tx_since and time.ticks_diff(now, slot.tx_since) > cfg.send_timeout:
+                            self._abort(slot, codec.CLOSE_POLICY, "send timeout", "send_timeout")
+                        elif slot.ping_sent and time.ticks_diff(now, slot.ping_sent) > cfg.pong_timeout:
+                            stats.pongs_missed += 1
+                            self._abort(slot, codec.CLOSE_INTERNAL_ERROR, "keepalive timeout", "keepalive")
+                        elif cfg.idle_timeout and time.ticks_diff(now, slot.last_message) > cfg.idle_timeout:
+                            self._abort(slot, codec.CLOSE_GOING_AWAY, "idle timeout", "idle")
+                        elif (
+                            cfg.ping_interval
+                            and not slot.ping_sent
+                            and time.ticks_diff(now, slot.last_rx) > cfg.ping_interval
+                        ):
+                            if await ws.send_nowait(codec.OP_PING, b"", 0):
+                                slot.ping_sent = now
+                                stats.pings_sent += 1
+                    elif (
+                        slot.closing_since
+                        and not slot.close_kicked
+                        and time.ticks_diff(now, slot.closing_since) > cfg.close_timeout
+                    ):
+                        slot.close_kicked = True
+                        slot.task.cancel()
+            except Exception as e:  # the sweep must outlive any one bad slot
+                self.log.error("sweep: %r", e)
+
+    # ---- application helpers -----------------------------------------------
+
+    def connections(self):
+        """The open WebSockets (a new list)."""
+        return [s.ws for s in self.slots if s.ws is not None and s.ws.open]
+
+    async def broadcast(self, data, text=None):
+        """Send one message to every open connection without waiting on any.
+
+        A connection still busy with an earlier send is skipped and counted
+        in stats.send_drops. Returns (sent, dropped). The message must fit in
+        one tx buffer (tx_size - 10 bytes).
+        """
+        if isinstance(data, str):
+            data = data.encode()
+            op = codec.OP_BINARY if text is False else codec.OP_TEXT
+        else:
+            op = codec.OP_TEXT if text else codec.OP_BINARY
+        n = len(data)
+        if n > self.config.tx_size - 10:
+            raise ValueError("broadcast message larger than tx_size - 10")
+        sent = 0
+        dropped = 0
+        for slot in self.slots:
+            ws = slot.ws
+            if ws is None or not ws.open:
+                continue
+            if await ws.send_nowait(op, data, n):
+                sent += 1
+            else:
+                dropped += 1
+        self.stats.msgs_out += sent
+        self.stats.send_drops += dropped
+        return sent, dropped
+
+    def snapshot(self):
+        return self.stats.snapshot()
+
+
+_SCRATCH = bytearray(256)  # shared sink for discarded input; its content is never read
+
+
+def _put(buf, off, data):
+    n = len(data)
+    buf[off : off + n] = data
+    return off + n
+
+
+def _remote(addr):
+    # ESP32 gives ('ip', port); the unix port a raw sockaddr to decode.
+    if isinstance(addr, tuple):
+        return addr
+    try:
+        fam, ip, port = socket.sockaddr(addr)  # pyright: ignore[reportAttributeAccessIssue]
+        return (socket.inet_ntop(fam, ip), port)  # pyright: ignore[reportAttributeAccessIssue]
+    except Exception:
+        return ("?", 0)
+

@@ -1,0 +1,393 @@
+"""The WebSocket a handler receives, and the one close path every connection ends through.
+
+A handler is `async def handler(ws)`: it reads with `await ws.receive()` or
+`async for msg in ws`, writes with `await ws.send(...)`, and may
+`await ws.close(code, reason)`. Reading drives the protocol: pings are
+answered and the peer's close is echoed inside receive(), so a handler
+should keep reading (push data from other tasks with ws.send or
+Server.broadcast).
+
+All buffers belong to the connection's slot and were allocated at server
+start; this object is the only thing created per connection, so a handler
+that keeps a reference after close holds a dead handle, never someone
+else's slot.
+"""
+
+import asyncio
+
+from micropython import const
+
+from . import codec, ticks
+from .aio import wait_readable, wait_writable
+
+_OPEN = const(0)
+_CLOSING = const(1)  # our close frame is out; waiting for the peer's
+_CLOSED = const(2)  # socket closed, counters updated
+
+_DISCARD_READS = const(8)  # reads spent emptying the socket before close()
+
+
+class ConnectionClosed(Exception):
+    """Raised by receive()/send() once the connection is closed; .code, .reason."""
+
+    def __init__(self, code, reason=""):
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
+class WebSocket:
+    def __init__(self, server, slot, sock, remote, path, query, subprotocol):
+        self.remote = remote  # (ip, port)
+        self.path = path
+        self.query = query
+        self.subprotocol = subprotocol
+        self.is_text = False  # kind of the message receive_view() returned last
+        self.close_code = 0  # set once closed: the code we sent or echoed
+        self.close_reason = ""
+        self._server = server
+        self._slot = slot
+        self.sock = sock
+        self._state = _OPEN
+        self._close_sent = False
+        self._peer_closed = False
+        self._broken = False  # the socket failed; write nothing more
+        self._why = "server_close"
+
+    @property
+    def open(self):
+        return self._state == _OPEN
+
+    def __repr__(self):
+        return "<WebSocket %s:%d %s>" % (self.remote[0], self.remote[1], self.path)
+
+    # ---- receiving -------------------------------------------------------
+
+    async def receive(self):
+        """Next message as str (text) or bytes (binary); ConnectionClosed at the end."""
+        mv = await self.receive_view()
+        if self.is_text:
+            return str(mv, "utf-8")
+        return bytes(mv)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        try:
+            return await self.receive()
+        except ConnectionClosed:
+            raise StopAsyncIteration
+
+    async def receive_view(self):
+        """Next message as a memoryview into the slot's buffer, without a copy.
+
+        Valid until the next receive call; self.is_text tells text from binary.
+        """
+        slot = self._slot
+        if slot is None or self._state == _CLOSED:
+            raise ConnectionClosed(self.close_code or codec.CLOSE_ABNORMAL, self.close_reason)
+        if slot.task is not asyncio.current_task():
+            raise RuntimeError("receive() belongs to the connection's own task")
+        parser = slot.parser
+        stats = self._server.stats
+        while True:
+            if slot.rx_pos < slot.rx_end:
+                ev = parser.feed(slot.rx, slot.rx_pos, slot.rx_end)
+                slot.rx_pos = parser.pos
+                if ev == codec.EV_NONE:
+                    continue
+                if ev <= codec.EV_BINARY:
+                    if self._state != _OPEN:
+                        continue  # data after our close frame is discarded (7.1.1)
+                    stats.msgs_in += 1
+                    stats.bytes_in += parser.msg_len
+                    slot.last_message = ticks.now()
+                    self.is_text = ev == codec.EV_TEXT
+                    return slot.message_mv[: parser.msg_len]
+                if ev == codec.EV_PING:
+                    if self._state == _OPEN:
+                        await self._send_frame(codec.OP_PONG, parser.control, parser.ctl_len)
+                elif ev == codec.EV_PONG:
+                    if slot.ping_sent:
+                        slot.ping_sent = 0
+                        stats.pongs_received += 1
+                elif ev == codec.EV_CLOSE:
+                    await self._on_peer_close(parser)
+                else:
+                    await self.shutdown(parser.error_code, parser.error_reason, "protocol_error")
+                if self._state == _CLOSED:
+                    raise ConnectionClosed(self.close_code, self.close_reason)
+                continue
+            n = await self._read()
+            if n <= 0:
+                await self.shutdown(codec.CLOSE_ABNORMAL, "connection lost", "peer_reset")
+                raise ConnectionClosed(self.close_code, self.close_reason)
+
+    async def _read(self):
+        """Fill the slot's rx buffer; bytes read, 0 at EOF, -1 on a socket error."""
+        slot = self._slot
+        sock = self.sock
+        while True:
+            try:
+                n = sock.readinto(slot.rx)
+            except OSError:
+                return -1
+            if n is None:  # nothing yet (EAGAIN)
+                await wait_readable(sock)
+                continue
+            slot.rx_pos = 0
+            slot.rx_end = n
+            slot.last_rx = ticks.now()
+            return n
+
+    async def _on_peer_close(self, parser):
+        self._peer_closed = True
+        if self._state == _OPEN:
+            # Echo the peer's code (or an empty close for 1005), then close TCP:
+            # RFC 6455 7.1.1 has the server close the connection first.
+            code = parser.close_code
+            await self.shutdown(code, "", "peer_close")
+        else:
+            await self.shutdown(self.close_code, self.close_reason, "")
+
+    # ---- sending ---------------------------------------------------------
+
+    async def send(self, data, text=None):
+        """Send a message: str as text, bytes-like as binary (text=True/False overrides).
+
+        Waits while the client is slow to read; a client that stops reading
+        for send_timeout is closed (1008) and this raises ConnectionClosed.
+        """
+        if isinstance(data, str):
+            data = data.encode()
+            op = codec.OP_BINARY if text is False else codec.OP_TEXT
+        else:
+            op = codec.OP_TEXT if text else codec.OP_BINARY
+        await self._send_frame(op, data, len(data))
+        self._server.stats.msgs_out += 1
+
+    async def ping(self, payload=b""):
+        await self._send_frame(codec.OP_PING, payload, len(payload))
+
+    async def _send_frame(self, op, data, n):
+        slot = self._slot
+        if slot is None or self._close_sent or self._state != _OPEN:
+            raise ConnectionClosed(self.close_code or codec.CLOSE_ABNORMAL, self.close_reason)
+        if op >= codec.OP_CLOSE and n > 125:
+            raise ValueError("control frame payload over 125 bytes")
+        lock = slot.wlock
+        await lock.acquire()
+        try:
+            if self._state != _OPEN and op != codec.OP_CLOSE:
+                raise ConnectionClosed(self.close_code, self.close_reason)
+            slot.writer = asyncio.current_task()
+            src = memoryview(data)
+            tx = slot.tx_mv
+            room = len(tx) - 10
+            off = 0
+            frame_op = op
+            while True:
+                chunk = n - off
+                if chunk > room:
+                    chunk = room  # a long message leaves as fragments of one tx buffer
+                fin = off + chunk >= n
+                h = codec.write_header(tx, 0, frame_op, chunk, fin)
+                tx[h : h + chunk] = src[off : off + chunk]
+                await self._write(0, h + chunk)
+                off += chunk
+                frame_op = codec.OP_CONT
+                if fin:
+                    break
+        except asyncio.CancelledError:
+            if self._state != _OPEN:  # the close path took the write away
+                raise ConnectionClosed(self.close_code, self.close_reason)
+            raise
+        finally:
+            slot.writer = None
+            lock.release()
+
+    async def _write(self, off, end):
+        slot = self._slot
+        sock = self.sock
+        tx = slot.tx_mv
+        while off < end:
+            try:
+                n = sock.write(tx[off:end])
+            except OSError:
+                self._broken = True
+                slot.tx_since = 0
+                raise ConnectionClosed(codec.CLOSE_ABNORMAL, "send failed")
+            if not n:
+                if not slot.tx_since:
+                    slot.tx_since = ticks.now()  # 0 means "not waiting"
+                await wait_writable(sock)
+                continue
+            off += n
+            self._server.stats.bytes_out += n
+        slot.tx_since = 0
+
+    async def send_nowait(self, op, data, n):
+        """Queue one frame without waiting: False if a send is already in flight.
+
+        Used for broadcast and keepalive pings, which must never wait on a
+        slow client. The frame is written at once; if the socket takes only
+        part of it, a short-lived task finishes the rest while the slot's
+        write lock stays held, so nothing can interleave with it.
+        """
+        slot = self._slot
+        if slot is None or self._state != _OPEN or slot.wlock.locked():
+            return False
+        await slot.wlock.acquire()  # free, so this returns without yielding
+        tx = slot.tx_mv
+        h = codec.write_header(tx, 0, op, n)
+        if n:
+            tx[h : h + n] = memoryview(data)[:n]
+        try:
+            done = self.sock.write(tx[: h + n]) or 0
+        except OSError:
+            slot.wlock.release()
+            return False
+        self._server.stats.bytes_out += done
+        if done == h + n:
+            slot.wlock.release()
+        else:
+            slot.tx_since = ticks.now()
+            slot.writer = asyncio.create_task(self._finish_write(done, h + n))
+        return True
+
+    async def _finish_write(self, off, end):
+        slot = self._slot
+        try:
+            await self._write(off, end)
+        except (ConnectionClosed, asyncio.CancelledError):
+            pass
+        finally:
+            slot.writer = None
+            slot.wlock.release()
+
+    # ---- closing ---------------------------------------------------------
+
+    async def close(self, code=1000, reason=""):
+        """Start the closing handshake. From the connection's own task this
+        also waits (up to close_timeout) for the peer's close and closes TCP;
+        from another task it sends the close frame and lets the reader finish."""
+        if self._state != _OPEN or self._slot is None:
+            return
+        if not codec.close_code_valid(code) or code == codec.CLOSE_NO_STATUS:
+            raise ValueError("close code %d may not be sent" % code)
+        if self._slot.task is asyncio.current_task():
+            await self.shutdown(code, reason, "server_close")
+        else:
+            self._why = "server_close"
+            await self._send_close(code, reason)
+
+    async def _send_close(self, code, reason):
+        slot = self._slot
+        if self._close_sent or slot is None:
+            return
+        self._close_sent = True
+        self._state = _CLOSING
+        if not slot.closing_since:
+            slot.closing_since = ticks.now()
+        self.close_code = code
+        self.close_reason = reason
+        writer = slot.writer
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()  # a stalled data write must not hold the close frame back
+        payload = slot.close_payload
+        n = 0
+        if code != codec.CLOSE_NO_STATUS:
+            payload[0] = code >> 8
+            payload[1] = code & 0xFF
+            r = _truncate_utf8(reason.encode(), 123)
+            payload[2 : 2 + len(r)] = r
+            n = 2 + len(r)
+        lock = slot.wlock
+        await lock.acquire()
+        try:
+            h = codec.write_header(slot.tx_mv, 0, codec.OP_CLOSE, n)
+            slot.tx_mv[h : h + n] = payload[:n]
+            await self._write(0, h + n)
+        except ConnectionClosed:
+            pass
+        finally:
+            lock.release()
+
+    async def shutdown(self, code, reason, why):
+        """The one close path. Idempotent: sends our close frame when the socket
+        can still carry it, waits (bounded by the sweep) for the peer's close,
+        empties the socket so close() sends FIN rather than RST, closes it once
+        and counts the connection once."""
+        if self._state == _CLOSED:
+            return
+        slot = self._slot
+        server = self._server
+        if why:
+            self._why = why
+        if not slot.closing_since:
+            slot.closing_since = ticks.now()
+        try:
+            # 1006 means the peer vanished: there is nobody to send a close to.
+            vanished = code == codec.CLOSE_ABNORMAL or self._broken
+            if self._close_sent:
+                pass
+            elif vanished:
+                self._close_sent = True
+                self.close_code = codec.CLOSE_ABNORMAL
+                self.close_reason = reason
+            else:
+                await self._send_close(code, reason)
+            if not (self._peer_closed or vanished or self._broken or slot.close_kicked):
+                await self._await_peer_close()
+        except asyncio.CancelledError:
+            pass  # close deadline passed: close TCP now
+        except ConnectionClosed:
+            pass
+        finally:
+            self._state = _CLOSED
+            writer = slot.writer
+            if writer is not None and writer is not asyncio.current_task():
+                writer.cancel()
+            self._discard_input()
+            server._close_socket(self)
+            server.stats.count_close(self.close_code, self._why)
+
+    async def _await_peer_close(self):
+        slot = self._slot
+        parser = slot.parser
+        parser.drain_mode()
+        while True:
+            if slot.rx_pos < slot.rx_end:
+                ev = parser.feed(slot.rx, slot.rx_pos, slot.rx_end)
+                slot.rx_pos = parser.pos
+                if ev == codec.EV_CLOSE:
+                    self._peer_closed = True
+                    return
+                if ev == codec.EV_ERROR:
+                    return
+                continue
+            if await self._read() <= 0:
+                return
+
+    def _discard_input(self):
+        sock = self.sock
+        if sock is None:
+            return
+        rx = self._slot.rx
+        for _ in range(_DISCARD_READS):
+            try:
+                if not sock.readinto(rx):
+                    return
+            except OSError:
+                return
+
+
+def _truncate_utf8(b, limit):
+    """b cut to at most `limit` bytes without splitting a UTF-8 sequence."""
+    if len(b) <= limit:
+        return b
+    end = limit
+    while end > 0 and (b[end] & 0xC0) == 0x80:
+        end -= 1
+    return b[:end]

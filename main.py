@@ -1,0 +1,49 @@
+"""Default application: an echo WebSocket at /ws, a page at /, live numbers at /stats."""
+
+import asyncio
+import json
+import sys
+
+sys.path.insert(0, "lib")
+
+from stormproof import Config, Server, board  # noqa: E402
+
+cfg = Config(**board.settings())
+if board.ON_ESP32:
+    try:
+        import wifi_settings  # pyright: ignore[reportMissingImports]
+
+        print("IP:", board.connect_wifi(wifi_settings.SSID, wifi_settings.KEY))
+    except ImportError:
+        print("IP:", board.connect_wifi(None, None))
+server = Server(cfg)
+
+
+@server.websocket("/ws")
+async def echo(ws):
+    # Zero-copy echo: the message is read into the slot's buffer and sent
+    # back from it, whatever its size (up to max_message).
+    while True:
+        msg = await ws.receive_view()
+        await ws.send(msg, text=ws.is_text)
+
+
+def page(req):
+    try:
+        with open("www/index.html", "rb") as f:
+            return 200, "text/html; charset=utf-8", f.read()
+    except OSError:
+        return 200, "text/plain", "Stormproof: WebSocket at /ws, numbers at /stats"
+
+
+def stats(req):
+    return 200, "application/json", json.dumps(server.snapshot())
+
+
+server.route("/", page)
+server.route("/stats", stats)
+
+try:
+    asyncio.run(server.serve())
+except KeyboardInterrupt:
+    print("stopped")

@@ -1,0 +1,169 @@
+"""Fixtures: a real Stormproof server under the MicroPython unix port, or a device.
+
+By default each test session starts `main.py` from build/unix under
+`micropython -X heapsize=$HEAP` on a free loopback port. With
+`--device ws://192.168.4.1/ws` (or STORMPROOF_DEVICE) every test talks to
+that already-running server instead and nothing is spawned; tests that need
+their own server configuration are skipped there with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from wsutil import Target, get_stats  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "unix"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--device",
+        default=os.environ.get("STORMPROOF_DEVICE", ""),
+        help="ws:// URL of a running Stormproof server (e.g. a flashed board); nothing is spawned",
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "local_only(reason): needs a server this suite starts")
+
+
+def micropython() -> str:
+    exe = os.environ.get("MICROPYTHON") or str(ROOT / ".venv" / "bin" / "micropython")
+    if not Path(exe).exists():
+        pytest.exit(f"MicroPython executable not found at {exe}: run 'make test'", 2)
+    return exe
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """main.py under the unix port with an ESP32-sized heap."""
+
+    def __init__(self, env: dict[str, str] | None = None, heap: str | None = None):
+        if not (BUILD / "main.py").exists():
+            pytest.exit("build/unix is missing: run 'make test' (it compiles lib/ first)", 2)
+        self.port = free_port()
+        self.heap = heap or os.environ.get("HEAP", "110k")
+        full_env = dict(os.environ)
+        full_env.update({"STORMPROOF_HOST": "127.0.0.1", "STORMPROOF_PORT": str(self.port)})
+        full_env.update(env or {})
+        self.lines: list[str] = []
+        self._listening = threading.Event()
+        self.proc = subprocess.Popen(
+            [micropython(), "-X", f"heapsize={self.heap}", "main.py"],
+            cwd=BUILD,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        if not self._listening.wait(30):
+            self.stop()
+            raise RuntimeError("server did not start:\n" + "\n".join(self.lines))
+        self.target = Target("127.0.0.1", self.port, "/ws", local=True, process=self)
+
+    def _pump(self):
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if "listening on" in line:
+                self._listening.set()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        return "\n".join(self.lines[-80:])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)  # SIGINT: the same as Ctrl-C in `make run`
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def device_url(request) -> str:
+    return request.config.getoption("--device")
+
+
+@pytest.fixture(scope="session")
+def target(device_url):
+    """The server under test, shared by the session."""
+    if device_url:
+        u = urlparse(device_url)
+        yield Target(u.hostname or "", u.port or 80, u.path or "/ws", local=False)
+        return
+    proc = ServerProcess()
+    yield proc.target
+    alive = proc.alive()
+    proc.stop()
+    assert alive, "server process died during the session:\n" + proc.output()
+
+
+@pytest.fixture
+def spawn(device_url):
+    """Start a dedicated server with config overrides (STORMPROOF_* env vars)."""
+    if device_url:
+        pytest.skip("needs its own server configuration; not possible against a device")
+    started: list[ServerProcess] = []
+
+    def start(**overrides) -> Target:
+        env = {"STORMPROOF_" + k.upper(): str(v) for k, v in overrides.items()}
+        p = ServerProcess(env)
+        started.append(p)
+        return p.target
+
+    yield start
+    for p in started:
+        alive = p.alive()
+        p.stop()
+        assert alive, "server process died:\n" + p.output()
+
+
+@pytest.fixture
+def quiet(target):
+    """Yields the target; afterwards waits for the server to settle and checks
+    the invariants every test must leave behind."""
+    yield target
+    settle(target)
+
+
+def settle(target: Target, timeout: float = 15.0) -> dict:
+    """Wait until no WebSocket slot is in use, then check the books balance."""
+    deadline = time.monotonic() + timeout
+    while True:
+        st = get_stats(target)
+        idle = st["slots_in_use"] == 0 and st["handshakes_in_use"] == 1
+        if idle or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # polling a condition with a deadline, not a timed guess
+    assert st["slots_in_use"] == 0, st
+    assert st["handshakes_in_use"] == 1, st  # the /stats request itself
+    # Every accepted socket is closed exactly once: the /stats request is the one open.
+    assert st["accepted"] == st["closed"] + st["sockets_open"], st
+    assert st["sockets_open"] == 1, st
+    assert st["ws_opened"] == st["ws_closed"], st
+    return st

@@ -1,0 +1,173 @@
+"""Opening handshake and plain HTTP: exact statuses from the real server."""
+
+from __future__ import annotations
+
+import pytest
+from wsutil import RawWS, accept_for, get, http, new_key, parse_response, recv_until_closed
+
+
+def upgrade(target, headers: dict[str, str | None], method="GET", path=None, version="HTTP/1.1"):
+    base = {
+        "Host": f"{target.host}:{target.port}",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": new_key(),
+        "Sec-WebSocket-Version": "13",
+    }
+    base.update(headers)
+    lines = [f"{method} {path or target.ws_path} {version}"]
+    lines += [f"{k}: {v}" for k, v in base.items() if v is not None]
+    return http(target, ("\r\n".join(lines) + "\r\n\r\n").encode())
+
+
+def test_valid_upgrade(quiet):
+    key = new_key()
+    status, headers, _ = upgrade(quiet, {"Sec-WebSocket-Key": key})
+    assert status == 101
+    assert headers["sec-websocket-accept"] == accept_for(key)
+    assert headers["upgrade"].lower() == "websocket"
+    assert "upgrade" in headers["connection"].lower()
+
+
+def test_rfc_sample_key(quiet):
+    status, headers, _ = upgrade(quiet, {"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert status == 101
+    assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def test_header_tokens_are_case_insensitive_lists(quiet):
+    status, _, _ = upgrade(quiet, {"Upgrade": "WebSocket", "Connection": "keep-alive, UPGRADE"})
+    assert status == 101
+
+
+@pytest.mark.parametrize("version", ["8", "12", "14", "", "13, 8"])
+def test_wrong_version_is_426_naming_13(quiet, version):
+    status, headers, _ = upgrade(quiet, {"Sec-WebSocket-Version": version})
+    assert status == 426
+    assert headers["sec-websocket-version"] == "13"
+
+
+def test_missing_version_is_426(quiet):
+    status, headers, _ = upgrade(quiet, {"Sec-WebSocket-Version": None})
+    assert status == 426
+    assert headers["sec-websocket-version"] == "13"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [None, "", "short", "dGhlIHNhbXBsZSBub25jZQ", "dGhlIHNhbXBsZSBub25jZQ==x", "!!!!!!!!!!!!!!!!!!!!!!==",
+     "dGhlIHNhbXBsZSBub25jZSE="],
+)  # fmt: skip
+def test_bad_key_is_400(quiet, key):
+    status, _, _ = upgrade(quiet, {"Sec-WebSocket-Key": key})
+    assert status == 400
+
+
+def test_duplicate_key_is_400(quiet):
+    raw = (
+        f"GET {quiet.ws_path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {new_key()}\r\nSec-WebSocket-Key: {new_key()}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    assert http(quiet, raw)[0] == 400
+
+
+def test_missing_host_is_400(quiet):
+    assert upgrade(quiet, {"Host": None})[0] == 400
+
+
+def test_connection_without_upgrade_is_400(quiet):
+    assert upgrade(quiet, {"Connection": "keep-alive"})[0] == 400
+
+
+def test_upgrade_with_post_is_405(quiet):
+    status, headers, _ = upgrade(quiet, {}, method="POST")
+    assert status == 405
+    assert "GET" in headers["allow"]
+
+
+def test_upgrade_over_http10_is_400(quiet):
+    assert upgrade(quiet, {}, version="HTTP/1.0")[0] == 400
+
+
+def test_upgrade_on_unknown_path_is_404(quiet):
+    assert upgrade(quiet, {}, path="/nope")[0] == 404
+
+
+def test_plain_get_on_websocket_path_is_426(quiet):
+    status, headers, _ = get(quiet, quiet.ws_path)
+    assert status == 426
+    assert headers["upgrade"].lower() == "websocket"
+
+
+def test_page_and_stats_and_404(quiet):
+    status, headers, body = get(quiet, "/")
+    assert status == 200
+    assert headers["content-type"].startswith("text/html")
+    assert b"WebSocket" in body
+    assert int(headers["content-length"]) == len(body)
+    assert get(quiet, "/stats")[0] == 200
+    assert get(quiet, "/missing")[0] == 404
+
+
+def test_post_to_page_is_405(quiet):
+    raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    status, headers, _ = http(quiet, raw)
+    assert status == 405
+    assert "GET" in headers["allow"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"GARBAGE\r\n\r\n", b"GET /\r\n\r\n", b"GET  / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\n bad: fold\r\n\r\n",
+     b"GET / HTTP/1.1\r\nNoColon\r\n\r\n", b"GET / HTTP/1.1\r\nName : value\r\n\r\n"],
+)  # fmt: skip
+def test_malformed_requests_are_400(quiet, raw):
+    assert http(quiet, raw)[0] == 400
+
+
+def test_unsupported_http_version_is_505(quiet):
+    assert http(quiet, b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")[0] == 505
+
+
+def test_oversized_head_is_431(quiet):
+    raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Fill: " + b"a" * 20000 + b"\r\n\r\n"
+    from wsutil import connect
+
+    with connect(quiet) as s:
+        try:
+            s.sendall(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may refuse before reading it all
+        status, _, _ = parse_response(recv_until_closed(s))
+    assert status == 431
+
+
+def test_too_many_headers_is_431(quiet):
+    raw = (
+        b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(60)) + b"\r\n"
+    )
+    assert http(quiet, raw)[0] == 431
+
+
+def test_request_split_byte_by_byte(quiet):
+    from wsutil import upgrade_request
+
+    key = new_key()
+    with RawWS(quiet, handshake=False) as ws:
+        for b in upgrade_request(quiet, key):
+            ws.send(bytes([b]))
+        head = ws._read_head()
+        status, headers, _ = parse_response(head)
+    assert status == 101
+    assert headers["sec-websocket-accept"] == accept_for(key)
+
+
+def test_frames_sent_with_the_request_are_kept(quiet):
+    # A client may pipeline its first frame right behind the request.
+    from wsutil import frame, upgrade_request
+
+    with RawWS(quiet, handshake=False) as ws:
+        ws.send(upgrade_request(quiet) + frame(1, b"early bird"))
+        ws._read_head()
+        assert ws.recv_message() == (1, b"early bird")
