@@ -14,6 +14,7 @@ PYTEST_ARGS ?=
 
 DEVICE_SRC := boot.py main.py $(shell find lib -name "*.py" | sort)
 WWW := $(wildcard www/*)
+HOST_PY := $(wildcard tests_host bench tools)
 
 .PHONY: all venv run test lint typecheck mpy test-device soak storm clean
 
@@ -45,8 +46,8 @@ run: $(BUILD)/.built
 	    exec $(abspath $(MICROPYTHON)) -X heapsize=$(HEAP) main.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check tests_host bench tools
-	$(BIN)/ruff format --check tests_host bench tools
+	$(BIN)/ruff check $(HOST_PY)
+	$(BIN)/ruff format --check $(HOST_PY)
 
 # Device code is type-checked against the ESP32 stubs and compiled for the ESP32's
 # Xtensa core, exactly as it would be frozen or deployed.
