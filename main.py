@@ -1,22 +1,26 @@
 """Default application: an echo WebSocket at /ws, a page at /, live numbers at /stats."""
 
 import asyncio
-import json
 import sys
 
 sys.path.insert(0, "lib")
 
-from stormproof import Config, Server, board  # noqa: E402
+from stormproof import Config, Server, overrides  # noqa: E402
 
-cfg = Config(**board.settings())
-if board.ON_ESP32:
+if sys.platform == "esp32":
+    from stormproof import board
+
     try:
         import wifi_settings  # pyright: ignore[reportMissingImports]
 
         print("IP:", board.connect_wifi(wifi_settings.SSID, wifi_settings.KEY))
     except ImportError:
-        print("IP:", board.connect_wifi(None, None))
-server = Server(cfg)
+        print("IP:", board.connect_wifi(None, None))  # no credentials: own access point
+    settings = {}
+else:
+    settings = {"host": "127.0.0.1", "port": 8080}
+settings.update(overrides())
+server = Server(Config(**settings))
 
 
 @server.websocket("/ws")
@@ -37,7 +41,11 @@ def page(req):
 
 
 def stats(req):
-    return 200, "application/json", json.dumps(server.snapshot())
+    if req.query == "heap":  # the heap's block map, for hunting fragmentation
+        import micropython
+
+        micropython.mem_info(1)
+    return 200, "application/json", server.stats_json()
 
 
 server.route("/", page)

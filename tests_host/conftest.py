@@ -156,7 +156,7 @@ def settle(target: Target, timeout: float = 15.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         st = get_stats(target)
-        idle = st["slots_in_use"] == 0 and st["handshakes_in_use"] == 1
+        idle = st["slots_in_use"] == 0 and st["handshakes_in_use"] == 1 and st["tasks"] == 1
         if idle or time.monotonic() > deadline:
             break
         time.sleep(0.05)  # polling a condition with a deadline, not a timed guess
@@ -166,4 +166,5 @@ def settle(target: Target, timeout: float = 15.0) -> dict:
     assert st["accepted"] == st["closed"] + st["sockets_open"], st
     assert st["sockets_open"] == 1, st
     assert st["ws_opened"] == st["ws_closed"], st
+    assert st["tasks"] == 1, st  # every connection task has ended but this one
     return st

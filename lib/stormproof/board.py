@@ -1,38 +1,12 @@
-"""Everything that differs between an ESP32 and the unix port lives here.
+"""Everything ESP32-specific lives here: Wi-Fi, the watchdog, reset.
 
-The rest of the package never imports `network` or `machine`. On the unix
-port (host tests, `make run`) each function is a harmless stand-in.
+The rest of the package never imports `network` or `machine`, and the unix
+port (host tests, `make run`) never imports this module at all.
 """
 
 import sys
 
 ON_ESP32 = sys.platform == "esp32"
-
-
-def settings():
-    """Overrides for Config: environment variables on the unix port, the
-    optional module `stormproof_settings` (a dict named CONFIG) on a board."""
-    out = {} if ON_ESP32 else {"host": "127.0.0.1", "port": 8080}
-    try:
-        import stormproof_settings  # pyright: ignore[reportMissingImports]
-
-        out.update(stormproof_settings.CONFIG)
-    except ImportError:
-        pass
-    if not ON_ESP32:
-        import os
-
-        for key, conv in (
-            ("HOST", str), ("PORT", int), ("MAX_CLIENTS", int), ("HANDSHAKES", int),
-            ("MAX_MESSAGE", int), ("TX_SIZE", int), ("RX_CHUNK", int),
-            ("HANDSHAKE_TIMEOUT", int), ("PING_INTERVAL", int), ("PONG_TIMEOUT", int),
-            ("IDLE_TIMEOUT", int), ("SEND_TIMEOUT", int), ("CLOSE_TIMEOUT", int),
-            ("SWEEP_INTERVAL", int), ("SOCKET_BUDGET", int), ("LOG_LEVEL", int),
-        ):  # fmt: skip
-            v = os.getenv("STORMPROOF_" + key)
-            if v:
-                out[key.lower()] = conv(v)
-    return out
 
 
 def connect_wifi(ssid, key, hostname="stormproof", timeout_ms=15000):

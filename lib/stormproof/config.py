@@ -1,11 +1,16 @@
-"""Server configuration, checked once at start so a bad value fails loudly, not later."""
+"""Server configuration, checked once at start so a bad value fails loudly, not later.
+
+Defaults are class attributes (one copy in the class, none per instance);
+Config(max_clients=6, ...) overrides only what it names. Sizes are bytes,
+times milliseconds.
+"""
 
 import gc
 
 from micropython import const
 
 BUFFER_CAP = const(16384)  # no single buffer above 16 KiB: big blocks fragment a small heap
-_CONTROL = const(125 + 14 + 16)  # parser's control, header and bookkeeping bytes per slot
+_PER_SLOT = const(125 + 14 + 16)  # parser's control and header bytes, bookkeeping
 _HEAP_RESERVE = const(16 * 1024)  # left for the app, asyncio, sockets and GC slack
 
 
@@ -14,102 +19,89 @@ class ConfigError(ValueError):
 
 
 class Config:
-    """All limits in one place. Sizes are bytes, times milliseconds.
+    host = "0.0.0.0"
+    port = 80
+    max_clients = 4  # open WebSocket connections (slots), each with fixed buffers
+    handshakes = 2  # connections reading their HTTP request in the separate pool
+    socket_budget = 10  # sockets the device allows in all (ESP32: 10 lwIP sockets)
+    reserved_sockets = 2  # sockets the application keeps for itself (WebREPL, NTP, ...)
+    max_message = 4096  # largest message accepted (1009 above); a slot's message buffer
+    rx_chunk = 256  # bytes read from the socket per call
+    tx_size = 512  # a slot's send buffer; longer messages leave as fragments
+    request_max = 1024  # largest HTTP request head (431 above)
+    handshake_timeout = 5000  # the whole request must arrive within this
+    ping_interval = 20000  # ping a connection silent this long; 0: no keepalive
+    pong_timeout = 10000  # no pong within this: close 1011
+    idle_timeout = 0  # close 1001 after this long without a message; 0: never
+    send_timeout = 10000  # a send stalled this long (client not reading): close 1008
+    close_timeout = 3000  # wait this long for the peer's close frame, then drop TCP
+    sweep_interval = 250  # how often the sweep checks every deadline
+    retry_after = 5  # seconds; a 503 says retry_after plus 0-2 s of jitter
+    backlog = 4  # listen() backlog
+    log_level = 2  # 0 error, 1 warn, 2 info, 3 debug
 
-    max_clients     open WebSocket connections (slots), each with fixed buffers
-    handshakes      connections reading their HTTP request at once (separate pool)
-    socket_budget   sockets the device allows in all (ESP32: 10 lwIP sockets)
-    reserved_sockets sockets the application keeps for itself (WebREPL, NTP, ...)
-    max_message     largest message accepted (1009 above it); the slot's message buffer
-    rx_chunk        bytes read from the socket per call
-    tx_size         a slot's send buffer; longer messages go out as fragments
-    request_max     largest HTTP request head (431 above it)
-    """
-
-    def __init__(
-        self,
-        host="0.0.0.0",
-        port=80,
-        max_clients=4,
-        handshakes=2,
-        socket_budget=10,
-        reserved_sockets=2,
-        max_message=4096,
-        rx_chunk=512,
-        tx_size=1024,
-        request_max=1536,
-        handshake_timeout=5000,
-        ping_interval=20000,
-        pong_timeout=10000,
-        idle_timeout=0,
-        send_timeout=10000,
-        close_timeout=3000,
-        sweep_interval=250,
-        retry_after=5,
-        backlog=4,
-        log_level=2,
-    ):
-        self.host = host
-        self.port = port
-        self.max_clients = max_clients
-        self.handshakes = handshakes
-        self.socket_budget = socket_budget
-        self.reserved_sockets = reserved_sockets
-        self.max_message = max_message
-        self.rx_chunk = rx_chunk
-        self.tx_size = tx_size
-        self.request_max = request_max
-        self.handshake_timeout = handshake_timeout
-        self.ping_interval = ping_interval  # 0 disables keepalive pings
-        self.pong_timeout = pong_timeout
-        self.idle_timeout = idle_timeout  # 0: no idle limit (keepalive still reaps dead peers)
-        self.send_timeout = send_timeout
-        self.close_timeout = close_timeout
-        self.sweep_interval = sweep_interval
-        self.retry_after = retry_after  # seconds; the 503 adds 0-retry_after of jitter
-        self.backlog = backlog
-        self.log_level = log_level
+    def __init__(self, **overrides):
+        for k in overrides:
+            if not hasattr(Config, k):
+                raise ConfigError("unknown setting: " + k)
+            setattr(self, k, overrides[k])
 
     def slot_bytes(self):
         """Buffer bytes one WebSocket slot owns for its whole life."""
-        return self.max_message + self.rx_chunk + self.tx_size + _CONTROL
-
-    def budget(self):
-        """(bytes per slot, all slots, handshake pool) allocated once at start."""
-        per = self.slot_bytes()
-        return per, per * self.max_clients, self.request_max * self.handshakes
+        return self.max_message + self.rx_chunk + self.tx_size + _PER_SLOT
 
     def validate(self, heap_free=None):
         def need(ok, msg):
             if not ok:
                 raise ConfigError(msg)
 
-        need(self.max_clients >= 1, "max_clients must be at least 1")
-        need(self.handshakes >= 1, "handshakes must be at least 1")
-        for name in ("max_message", "rx_chunk", "tx_size", "request_max"):
-            v = getattr(self, name)
-            need(0 < v <= BUFFER_CAP, "%s=%d: must be 1..%d bytes" % (name, v, BUFFER_CAP))
-        need(self.tx_size >= 256, "tx_size must be at least 256 bytes (control frames)")
-        need(self.request_max >= 512, "request_max must be at least 512 bytes")
-        need(self.rx_chunk >= 64, "rx_chunk must be at least 64 bytes")
+        need(self.max_clients >= 1 and self.handshakes >= 1, "max_clients and handshakes must be >= 1")
+        for k in ("max_message", "rx_chunk", "tx_size", "request_max"):
+            need(0 < getattr(self, k) <= BUFFER_CAP, "%s must be 1..%d bytes" % (k, BUFFER_CAP))
+        need(self.tx_size >= 256, "tx_size must be >= 256 (control frames)")
+        need(self.request_max >= 512, "request_max must be >= 512")
+        need(self.rx_chunk >= 64, "rx_chunk must be >= 64")
         used = 1 + self.max_clients + self.handshakes + self.reserved_sockets
         need(
             used <= self.socket_budget,
-            "sockets: listener + %d clients + %d handshakes + %d reserved = %d > socket_budget %d"
-            % (self.max_clients, self.handshakes, self.reserved_sockets, used, self.socket_budget),
+            "sockets: 1 listener + max_clients + handshakes + reserved_sockets = %d > socket_budget %d"
+            % (used, self.socket_budget),
         )
-        for name in ("handshake_timeout", "pong_timeout", "send_timeout", "close_timeout"):
-            need(getattr(self, name) > 0, name + " must be > 0 ms")
+        for k in ("handshake_timeout", "pong_timeout", "send_timeout", "close_timeout"):
+            need(getattr(self, k) > 0, k + " must be > 0 ms")
         need(self.ping_interval >= 0 and self.idle_timeout >= 0, "timeouts must be >= 0")
         need(10 <= self.sweep_interval <= 5000, "sweep_interval must be 10..5000 ms")
-        need(self.retry_after >= 1, "retry_after must be at least 1 s")
+        need(self.retry_after >= 1, "retry_after must be >= 1 s")
         if heap_free is None:
             gc.collect()
             heap_free = gc.mem_free()
-        per, slots, pool = self.budget()
+        need_bytes = self.slot_bytes() * self.max_clients + self.request_max * self.handshakes
         need(
-            slots + pool + _HEAP_RESERVE <= heap_free,
-            "memory: %d slots x %d B + handshake pool %d B + reserve %d B > free heap %d B"
-            % (self.max_clients, per, pool, _HEAP_RESERVE, heap_free),
+            need_bytes + _HEAP_RESERVE <= heap_free,
+            "memory: %d B of buffers + %d B reserve > %d B free heap; lower max_clients or max_message"
+            % (need_bytes, _HEAP_RESERVE, heap_free),
         )
         return self
+
+
+def overrides():
+    """Settings that replace the defaults: the CONFIG dict of an optional
+    module `stormproof_settings`, then (on the unix port, which has an
+    environment) STORMPROOF_<NAME> variables, e.g. STORMPROOF_MAX_CLIENTS=6."""
+    out = {}
+    try:
+        import stormproof_settings  # pyright: ignore[reportMissingImports]
+
+        out.update(stormproof_settings.CONFIG)
+    except ImportError:
+        pass
+    try:
+        from os import getenv  # pyright: ignore[reportAttributeAccessIssue]
+    except ImportError:
+        return out  # a board: no environment
+    for k in dir(Config):
+        if k[0] != "_" and not callable(getattr(Config, k)):
+            v = getenv("STORMPROOF_" + k.upper())
+            if v:
+                out[k] = v if k == "host" else int(v)
+    return out

@@ -18,7 +18,7 @@ import time
 
 from micropython import const
 
-from . import codec, handshake, ticks
+from . import aio, codec, handshake
 from .aio import wait_readable, wait_writable
 from .config import Config
 from .log import Log
@@ -28,7 +28,7 @@ from .websocket import ConnectionClosed, WebSocket
 _EAGAIN = const(11)
 _LINGER_MS = const(1000)
 _LINGER_IDLE_MS = const(100)
-_RESPONSE_HEAD = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n%s\r\n"
+_RESPONSE_HEAD = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sConnection: close\r\nCache-Control: no-store\r\n%s\r\n"
 _STATUS = {
     101: "Switching Protocols", 200: "OK", 400: "Bad Request", 403: "Forbidden",
     404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
@@ -49,8 +49,9 @@ class Slot:
         self.rx = bytearray(cfg.rx_chunk)
         self.tx = bytearray(cfg.tx_size)
         self.tx_mv = memoryview(self.tx)
-        self.close_payload = bytearray(125)
         self.wlock = asyncio.Lock()
+        self.reserved = False  # its Pending is reading a request in its buffer
+        self.pending = Pending(self.message, self) if cfg.max_message >= cfg.request_max else None
         self.clear()
 
     def clear(self):
@@ -73,10 +74,16 @@ class Slot:
 
 
 class Pending:
-    """A connection reading its HTTP request; the pool of these is small and fixed."""
+    """A connection reading its HTTP request.
 
-    def __init__(self, cfg):
-        self.buf = bytearray(cfg.request_max)
+    The pool's own entries have a request_max buffer each. Every slot also
+    carries one that borrows the slot's message buffer, so a burst can read
+    as many requests at once as there are free slots plus the pool.
+    """
+
+    def __init__(self, buf, slot=None):
+        self.buf = buf
+        self.slot = slot  # the slot whose buffer this borrows, if any
         self.clear()
 
     def clear(self):
@@ -96,16 +103,23 @@ class Server:
         self.stats = Stats(cfg.max_clients, cfg.handshakes, cfg.max_message)
         self._http_routes = {}
         self._ws_routes = {}
+        # Everything that lives as long as the server is allocated here, at
+        # the bottom of the heap, so what connections allocate and free later
+        # never has a long-lived object between it and the free space above.
+        aio.presize(cfg.max_clients * 2 + cfg.handshakes + 4)
         gc.collect()
         before = gc.mem_free()
         self.slots = [Slot(i, cfg) for i in range(cfg.max_clients)]
-        self.pending = [Pending(cfg) for _ in range(cfg.handshakes)]
+        self.pending = [Pending(bytearray(cfg.request_max)) for _ in range(cfg.handshakes)]
+        # Every handshake carrier, the pool's and the slots' own.
+        self._carriers = self.pending + [s.pending for s in self.slots if s.pending is not None]
         self._refusals = self._prebuild_refusals()
         gc.collect()
-        per, total, pool = cfg.budget()
+        per = cfg.slot_bytes()
         self.log.info(
             "memory: %d slots x %d B = %d B, handshake pool %d B; heap used by tables %d B, free %d B",
-            cfg.max_clients, per, total, pool, before - gc.mem_free(), gc.mem_free(),
+            cfg.max_clients, per, per * cfg.max_clients, cfg.request_max * cfg.handshakes,
+            before - gc.mem_free(), gc.mem_free(),
         )  # fmt: skip
         self._listener = None
         self._tasks = []
@@ -165,71 +179,76 @@ class Server:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-        for p in self.pending:
+        for p in self._carriers:
             if p.task is not None:
                 p.task.cancel()
         for slot in self.slots:
             if slot.task is not None:
                 self._abort(slot, codec.CLOSE_GOING_AWAY, "server shutting down", "shutdown")
         # Let each connection run its close path, bounded by close_timeout.
-        start = ticks.now()
-        while self.stats.sockets_open and ticks.since(start) < self.config.close_timeout + 500:
+        start = aio.now()
+        while self.stats.sockets_open and aio.since(start) < self.config.close_timeout + 500:
             await asyncio.sleep_ms(20)
         self.log.info("stopped; %d sockets still open", self.stats.sockets_open)
 
     # ---- accept and admission ----------------------------------------------
 
     async def _accept_loop(self, lsock):
-        stats = self.stats
+        # Long-lived loops keep no per-connection object in a local: a dead
+        # connection's objects would stay reachable from this frame and sit
+        # in the middle of the free heap (see _admit and _sweep_once).
         while True:
-            sock = None
             try:
                 await wait_readable(lsock)
-                try:
-                    sock, addr = lsock.accept()
-                except OSError as e:
-                    if e.errno == _EAGAIN:
-                        continue
-                    # Out of sockets (EMFILE/ENFILE): back off instead of spinning.
-                    stats.accept_errors += 1
-                    self.log.warn("accept failed: %s", e)
+                if not self._admit(lsock):
                     await asyncio.sleep_ms(100)
-                    continue
-                stats.accepted += 1
-                stats.sockets_open += 1
-                sock.setblocking(False)
-                pend = None
-                for p in self.pending:
-                    if p.sock is None:
-                        pend = p
-                        break
-                if pend is None:
-                    stats.refused_busy += 1
-                    self._refuse_now(sock)
-                    sock = None
-                    continue
-                pend.sock = sock
-                pend.remote = _remote(addr)
-                pend.started = ticks.now()
-                stats.handshakes_in_use += 1
-                sock = None  # owned by the connection task from here on
-                pend.task = asyncio.create_task(self._connection(pend))
             except asyncio.CancelledError:
                 raise
             except BaseException as e:  # MemoryError included: the loop must survive
-                if isinstance(e, MemoryError):
-                    stats.memory_errors += 1
-                else:
-                    self.log.error("accept loop: %r", e)
-                for p in self.pending:
-                    if p.sock is not None and p.task is None:
-                        self._close_raw(p.sock)
-                        p.clear()
-                        stats.handshakes_in_use -= 1
-                if sock is not None:
-                    self._close_raw(sock)
-                gc.collect()
+                self._accept_failed(e)
+                e = None
                 await asyncio.sleep_ms(50)
+
+    def _admit(self, lsock):
+        """Accept one connection and hand it a handshake carrier, or refuse it
+        at once. False when accept() failed for want of sockets."""
+        stats = self.stats
+        try:
+            sock, addr = lsock.accept()
+        except OSError as e:
+            if e.errno == _EAGAIN:
+                return True
+            # Out of sockets (EMFILE/ENFILE): the caller backs off instead of spinning.
+            stats.accept_errors += 1
+            self.log.warn("accept failed: %s", e)
+            return False
+        stats.accepted += 1
+        stats.sockets_open += 1
+        sock.setblocking(False)
+        pend = self._free_pending()
+        if pend is None:
+            stats.refused_busy += 1
+            self._refuse_now(sock)
+            return True
+        pend.sock = sock
+        pend.started = aio.now()
+        stats.handshakes_in_use += 1
+        pend.remote = _remote(addr)
+        pend.task = asyncio.create_task(self._connection(pend))
+        return True
+
+    def _accept_failed(self, e):
+        stats = self.stats
+        if isinstance(e, MemoryError):
+            stats.memory_errors += 1
+        else:
+            self.log.error("accept loop: %r", e)
+        # A carrier that got its socket but not its task would leak both.
+        for p in self._carriers:
+            if p.sock is not None and p.task is None:
+                self._close_socket(p)
+                self._release_pending(p)
+        gc.collect()
 
     def _refuse_now(self, sock):
         # No buffer is spent: a prebuilt answer, written without waiting.
@@ -250,9 +269,10 @@ class Server:
         base = self.config.retry_after
         out = []
         body = b"server full: every WebSocket slot is in use; retry later\n"
-        for extra in range(base + 1):
+        for extra in range(3):
             head = _RESPONSE_HEAD % (
-                503, _STATUS[503], "text/plain", len(body), "Retry-After: %d\r\n" % (base + extra),
+                503, _STATUS[503], "text/plain", "Content-Length: %d\r\n" % len(body),
+                "Retry-After: %d\r\n" % (base + extra),
             )  # fmt: skip
             out.append(head.encode() + body)
         return out
@@ -262,6 +282,7 @@ class Server:
             sock.close()
         except OSError:
             pass
+        aio.forget(sock)
         self.stats.closed += 1
         self.stats.sockets_open -= 1
 
@@ -276,55 +297,20 @@ class Server:
 
     async def _connection(self, pend):
         stats = self.stats
+        stats.tasks += 1
         slot = None
         ws = None
         try:
             end = await self._read_request(pend)
             if end < 0:
                 return
-            req = handshake.Request(pend.buf, end)
-            if not req.is_upgrade():
-                await self._serve_http(pend, req)
+            up = self._upgrade(pend, end)
+            if up is None:
+                await self._serve_http(pend, handshake.Request(pend.buf, end))
                 return
-            route = self._ws_routes.get(req.path)
-            if route is None:
-                raise handshake.HandshakeError(404, "no WebSocket at this path")
-            accept_key = handshake.check_upgrade(req)
-            handler, protocols, accept = route
-            if accept is not None:
-                status = accept(req)
-                if status:
-                    raise handshake.HandshakeError(status, "refused by the application")
-            chosen = None
-            if protocols:
-                offered = handshake.offered_subprotocols(req)
-                for p in protocols:
-                    if p in offered:
-                        chosen = p
-                        break
-            slot = self._take_slot()
-            if slot is None:
-                stats.refused_full += 1
-                await self._write_all(pend.sock, self._next_refusal())
-                return
-            ws = WebSocket(self, slot, pend.sock, pend.remote, req.path, req.query, chosen)
-            slot.ws = ws
-            slot.task = pend.task
-            slot.last_rx = slot.last_message = ticks.now()
-            # The request is answered from the slot's own tx buffer.
-            resp = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
-            n = _put(slot.tx, 0, resp)
-            n = _put(slot.tx, n, accept_key)
-            if chosen:
-                n = _put(slot.tx, n, b"\r\nSec-WebSocket-Protocol: ")
-                n = _put(slot.tx, n, chosen.encode())
-            n = _put(slot.tx, n, b"\r\n\r\n")
-            # Bytes the client sent after its request (its first frames) move
-            # to the slot before the handshake buffer goes back to the pool.
-            extra = pend.rx_extra
-            if extra:
-                slot.rx[0:extra] = pend.buf[end : end + extra]
-                slot.rx_end = extra
+            ws, handler, n = up
+            up = None
+            slot = ws._slot
             pend.sock = None  # the WebSocket owns the socket now
             self._release_pending(pend)
             pend = None
@@ -332,9 +318,14 @@ class Server:
             stats.ws_opened += 1
             await self._run_handler(ws, handler)
         except handshake.HandshakeError as e:
-            stats.refused_bad += 1
-            if pend is not None:
-                await self._respond(pend, e.status, e.reason, e.extra)
+            if e.status == 503:  # every slot busy: the prebuilt answer
+                stats.refused_full += 1
+                if pend is not None and pend.sock is not None:
+                    await self._write_all(pend.sock, self._next_refusal())
+            else:
+                stats.refused_bad += 1
+                if pend is not None:
+                    await self._respond(pend, e.status, e.reason, e.extra)
         except ConnectionClosed:
             pass
         except asyncio.CancelledError:
@@ -342,7 +333,8 @@ class Server:
                 stats.refused_timeout += 1
         except MemoryError:
             stats.memory_errors += 1
-            if ws is not None:
+            self.log.warn("out of memory (%d B free)", gc.mem_free())
+            if ws is not None and ws.sock is not None:
                 await ws.shutdown(codec.CLOSE_TRY_AGAIN, "out of memory", "memory")
         except OSError:
             pass  # the peer vanished during the handshake
@@ -357,6 +349,66 @@ class Server:
                 self._release_pending(pend)
             if slot is not None:
                 self._release_slot(slot)
+            # A quiet moment: collecting now keeps garbage from piling up
+            # between the long-lived objects of the connections still open.
+            # A finished coroutine keeps its locals; drop them so nothing that
+            # still points at this frame keeps the connection's objects alive.
+            ws = slot = pend = None
+            gc.collect()
+            stats.tasks -= 1
+
+    def _upgrade(self, pend, end):
+        """Check a WebSocket upgrade and prepare its 101 in the slot's tx buffer.
+
+        Returns None for a plain HTTP request, else (ws, handler, length of
+        the 101 response); HandshakeError(503) when every slot is busy. A
+        function of its own so the request's temporaries are garbage before
+        the handler starts.
+        """
+        req = handshake.Request(pend.buf, end)
+        if not req.is_upgrade():
+            return None
+        route = self._ws_routes.get(req.path)
+        if route is None:
+            raise handshake.HandshakeError(404, "no WebSocket at this path")
+        accept_key = handshake.check_upgrade(req)
+        handler, protocols, accept = route
+        if accept is not None:
+            status = accept(req)
+            if status:
+                raise handshake.HandshakeError(status, "refused by the application")
+        chosen = None
+        if protocols:
+            offered = handshake.offered_subprotocols(req)
+            for p in protocols:
+                if p in offered:
+                    chosen = p
+                    break
+        slot = self._take_slot(pend)
+        if slot is None:
+            raise handshake.HandshakeError(503, "every slot busy")
+        try:
+            ws = WebSocket(self, slot, pend.sock, pend.remote, req.path, req.query, chosen)
+        except BaseException:
+            self._release_slot(slot)
+            raise
+        slot.ws = ws
+        slot.last_rx = slot.last_message = aio.now()
+        tx = slot.tx
+        n = _put(tx, 0, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n")
+        n = _put(tx, n, b"Connection: Upgrade\r\nSec-WebSocket-Accept: ")
+        n = _put(tx, n, accept_key)
+        if chosen:
+            n = _put(tx, n, b"\r\nSec-WebSocket-Protocol: ")
+            n = _put(tx, n, chosen.encode())
+        n = _put(tx, n, b"\r\n\r\n")
+        # Bytes the client sent right behind its request (its first frames)
+        # move to the slot before the request buffer is given back.
+        extra = pend.rx_extra
+        if extra:
+            slot.rx[0:extra] = pend.buf[end : end + extra]
+            slot.rx_end = extra
+        return ws, handler, n
 
     async def _run_handler(self, ws, handler):
         slot = ws._slot
@@ -407,12 +459,37 @@ class Server:
             if n >= cap:
                 raise handshake.HandshakeError(431, "request head larger than %d bytes" % cap)
 
-    def _take_slot(self):
+    def _free_slot(self):
         for slot in self.slots:
-            if slot.task is None:
-                self.stats.slot_taken()
+            if slot.task is None and not slot.reserved:
                 return slot
         return None
+
+    def _free_pending(self):
+        for p in self.pending:
+            if p.sock is None and p.task is None:
+                return p
+        # The pool is busy: read this request in a free slot's buffer instead.
+        slot = self._free_slot()
+        if slot is not None and slot.pending is not None:
+            slot.reserved = True
+            return slot.pending
+        return None
+
+    def _take_slot(self, pend):
+        """A slot for pend's connection: the one whose buffer holds its request,
+        else any free one. Owned (task set) from this instant, so every path
+        out of _connection gives it back."""
+        slot = pend.slot
+        if slot is not None:
+            slot.reserved = False
+        else:
+            slot = self._free_slot()
+            if slot is None:
+                return None
+        slot.task = pend.task
+        self.stats.slot_taken()
+        return slot
 
     def _release_slot(self, slot):
         if slot.task is None:
@@ -423,6 +500,8 @@ class Server:
     def _release_pending(self, pend):
         if pend.task is None and pend.sock is None and pend.remote is None:
             return
+        if pend.slot is not None:
+            pend.slot.reserved = False
         pend.clear()
         self.stats.handshakes_in_use -= 1
 
@@ -445,15 +524,36 @@ class Server:
         await self._respond(pend, status, body, b"", ctype, method == "HEAD")
 
     async def _respond(self, pend, status, body, extra=b"", ctype="text/plain", head_only=False):
+        """Answer and let the connection close. `body` is str, bytes, or an
+        iterable of str pieces, streamed through the request buffer without
+        a Content-Length (the close ends it) so a long answer never needs
+        one long allocation."""
         sock = pend.sock
         if sock is None:
             return
         if isinstance(body, str):
             body = (body + "\n").encode() if ctype == "text/plain" else body.encode()
-        head = _RESPONSE_HEAD % (status, _STATUS.get(status, "Error"), ctype, len(body), extra.decode())
+        if isinstance(body, (bytes, bytearray)):
+            length = "Content-Length: %d\r\n" % len(body)
+        else:
+            length = ""
+        head = _RESPONSE_HEAD % (status, _STATUS.get(status, "Error"), ctype, length, extra.decode())
         await self._write_all(sock, head.encode())
-        if not head_only:
+        if head_only:
+            return
+        if isinstance(body, (bytes, bytearray)):
             await self._write_all(sock, body)
+            return
+        buf = pend.buf  # the request is parsed: its buffer is free for the answer
+        n = 0
+        for piece in body:
+            piece = piece.encode()
+            if n + len(piece) > len(buf):
+                await self._write_all(sock, memoryview(buf)[:n])
+                n = 0
+            buf[n : n + len(piece)] = piece
+            n += len(piece)
+        await self._write_all(sock, memoryview(buf)[:n])
 
     async def _write_all(self, sock, data):
         mv = memoryview(data)
@@ -484,8 +584,8 @@ class Server:
         the response is not destroyed by an RST. Bounded in time and bytes."""
         if sock is None or not self._discard(sock):
             return
-        start = ticks.now()
-        while ticks.since(start) < _LINGER_MS:
+        start = aio.now()
+        while aio.since(start) < _LINGER_MS:
             try:
                 await asyncio.wait_for_ms(wait_readable(sock), _LINGER_IDLE_MS)
             except asyncio.TimeoutError:
@@ -502,53 +602,51 @@ class Server:
         slot.abort_code = code
         slot.abort_reason = reason
         slot.abort_why = why
-        slot.closing_since = ticks.now()
+        slot.closing_since = aio.now()
         slot.task.cancel()
 
     async def _sweep(self):
-        cfg = self.config
-        stats = self.stats
         while True:
-            await asyncio.sleep_ms(cfg.sweep_interval)
+            await asyncio.sleep_ms(self.config.sweep_interval)
             try:
-                now = ticks.now()
-                for p in self.pending:
-                    if (
-                        p.task is not None
-                        and not p.expired
-                        and time.ticks_diff(now, p.started) > cfg.handshake_timeout
-                    ):
-                        p.expired = True
-                        p.task.cancel()
-                for slot in self.slots:
-                    ws = slot.ws
-                    if ws is None or slot.task is None:
-                        continue
-                    if ws.open and not slot.aborted:
-                        if slot.tx_since and time.ticks_diff(now, slot.tx_since) > cfg.send_timeout:
-                            self._abort(slot, codec.CLOSE_POLICY, "send timeout", "send_timeout")
-                        elif slot.ping_sent and time.ticks_diff(now, slot.ping_sent) > cfg.pong_timeout:
-                            stats.pongs_missed += 1
-                            self._abort(slot, codec.CLOSE_INTERNAL_ERROR, "keepalive timeout", "keepalive")
-                        elif cfg.idle_timeout and time.ticks_diff(now, slot.last_message) > cfg.idle_timeout:
-                            self._abort(slot, codec.CLOSE_GOING_AWAY, "idle timeout", "idle")
-                        elif (
-                            cfg.ping_interval
-                            and not slot.ping_sent
-                            and time.ticks_diff(now, slot.last_rx) > cfg.ping_interval
-                        ):
-                            if await ws.send_nowait(codec.OP_PING, b"", 0):
-                                slot.ping_sent = now
-                                stats.pings_sent += 1
-                    elif (
-                        slot.closing_since
-                        and not slot.close_kicked
-                        and time.ticks_diff(now, slot.closing_since) > cfg.close_timeout
-                    ):
-                        slot.close_kicked = True
-                        slot.task.cancel()
+                await self._sweep_once(aio.now())
             except Exception as e:  # the sweep must outlive any one bad slot
                 self.log.error("sweep: %r", e)
+
+    async def _sweep_once(self, now):
+        cfg = self.config
+        stats = self.stats
+        for p in self._carriers:
+            if p.task is not None and not p.expired and time.ticks_diff(now, p.started) > cfg.handshake_timeout:
+                p.expired = True
+                p.task.cancel()
+        for slot in self.slots:
+            ws = slot.ws
+            if ws is None or slot.task is None:
+                continue
+            if ws.open and not slot.aborted:
+                if slot.tx_since and time.ticks_diff(now, slot.tx_since) > cfg.send_timeout:
+                    self._abort(slot, codec.CLOSE_POLICY, "send timeout", "send_timeout")
+                elif slot.ping_sent and time.ticks_diff(now, slot.ping_sent) > cfg.pong_timeout:
+                    stats.pongs_missed += 1
+                    self._abort(slot, codec.CLOSE_INTERNAL_ERROR, "keepalive timeout", "keepalive")
+                elif cfg.idle_timeout and time.ticks_diff(now, slot.last_message) > cfg.idle_timeout:
+                    self._abort(slot, codec.CLOSE_GOING_AWAY, "idle timeout", "idle")
+                elif (
+                    cfg.ping_interval
+                    and not slot.ping_sent
+                    and time.ticks_diff(now, slot.last_rx) > cfg.ping_interval
+                ):
+                    if await ws.send_nowait(codec.OP_PING, b"", 0):
+                        slot.ping_sent = now
+                        stats.pings_sent += 1
+            elif (
+                slot.closing_since
+                and not slot.close_kicked
+                and time.ticks_diff(now, slot.closing_since) > cfg.close_timeout
+            ):
+                slot.close_kicked = True
+                slot.task.cancel()
 
     # ---- application helpers -----------------------------------------------
 
@@ -585,8 +683,9 @@ class Server:
         self.stats.send_drops += dropped
         return sent, dropped
 
-    def snapshot(self):
-        return self.stats.snapshot()
+    def stats_json(self):
+        """The numbers served at /stats: JSON text in small pieces (an iterator)."""
+        return self.stats.json()
 
 
 _SCRATCH = bytearray(256)  # shared sink for discarded input; its content is never read

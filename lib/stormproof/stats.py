@@ -2,7 +2,7 @@
 
 Counters are plain attributes holding small ints, so bumping one never
 allocates. The close-code table is a dict whose keys all exist from the
-start for the same reason. snapshot() allocates, but only when asked.
+start for the same reason. json() allocates, but only when asked.
 """
 
 import gc
@@ -36,6 +36,7 @@ class Stats:
         self.slots_peak = 0
         self.handshakes_in_use = 0
         self.sockets_open = 0  # accepted and not yet closed, any phase
+        self.tasks = 0  # connection tasks alive (one per accepted socket, until its end)
         self.accepted = 0
         self.closed = 0
         self.accept_errors = 0
@@ -46,10 +47,9 @@ class Stats:
         self.refused_busy = 0  # 503: every handshake slot busy, refused at accept
         self.refused_bad = 0  # 4xx: a malformed or unacceptable request
         self.refused_timeout = 0  # the request did not arrive within handshake_timeout
-        self.close_codes = {}
+        self.close_codes: dict = {"other": 0}
         for c in _CODES:
             self.close_codes[c] = 0
-        self.close_codes_other = 0
         self.close_reasons = {}
         for r in REASONS:
             self.close_reasons[r] = 0
@@ -71,36 +71,33 @@ class Stats:
 
     def count_close(self, code, reason):
         self.ws_closed += 1
-        if code in self.close_codes:
-            self.close_codes[code] += 1
-        else:
-            self.close_codes_other += 1
+        codes = self.close_codes
+        codes[code if code in codes else "other"] += 1
         self.close_reasons[reason] += 1
 
-    def snapshot(self, probe_cap=65536):
+    def json(self, probe_cap=65536):
+        """Every counter plus heap figures as JSON, yielded in small pieces:
+        a busy heap may not have one block for the whole text."""
+        # Heap figures first, before this report makes any garbage.
         gc.collect()
-        d = {}
-        for k in (
-            "max_message", "slots_total", "slots_in_use", "slots_peak", "handshakes_total",
-            "handshakes_in_use", "sockets_open", "accepted", "closed", "accept_errors",
-            "ws_opened", "ws_closed", "http_served", "refused_full", "refused_busy",
-            "refused_bad", "refused_timeout", "pings_sent", "pongs_received",
-            "pongs_missed", "msgs_in", "msgs_out", "bytes_in", "bytes_out", "send_drops",
-            "memory_errors", "handler_errors",
-        ):  # fmt: skip
-            d[k] = getattr(self, k)
-        codes = {}
-        for c in self.close_codes:
-            codes[str(c)] = self.close_codes[c]
-        codes["other"] = self.close_codes_other
-        d["close_codes"] = codes
-        d["close_reasons"] = self.close_reasons
-        d["uptime_ms"] = time.ticks_diff(time.ticks_ms(), self.started)
-        d["mem_free"] = gc.mem_free()
-        d["mem_alloc"] = gc.mem_alloc()
-        d["largest_free"] = largest_free_block(probe_cap)
+        largest = largest_free_block(probe_cap)
         gc.collect()
-        return d
+        yield '{"mem_free": %d, "mem_alloc": %d' % (gc.mem_free(), gc.mem_alloc())
+        yield ', "largest_free": %d, "uptime_ms": %d' % (
+            largest, time.ticks_diff(time.ticks_ms(), self.started))
+        for k, v in self.__dict__.items():
+            if k == "started":
+                continue
+            if isinstance(v, dict):
+                yield ', "%s": {' % k
+                sep = ""
+                for kv in v.items():
+                    yield sep + '"%s": %d' % kv
+                    sep = ", "
+                yield "}"
+            else:
+                yield ', "%s": %d' % (k, v)
+        yield "}"
 
 
 def largest_free_block(cap):
