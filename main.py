@@ -1,4 +1,4 @@
-"""Default application: an echo WebSocket at /ws, a page at /, live numbers at /stats."""
+"""Default application: echo at /ws, a broadcast chat at /chat, a page at /, numbers at /stats."""
 
 import asyncio
 import sys
@@ -30,6 +30,18 @@ async def echo(ws):
     while True:
         msg = await ws.receive_view()
         await ws.send(msg, text=ws.is_text)
+
+
+@server.websocket("/chat")
+async def chat(ws):
+    # Every message goes to every /chat client. broadcast() never waits on a
+    # slow reader: that one misses messages (counted in send_drops) and is
+    # closed if it stops reading, while everyone else keeps up.
+    async for msg in ws:
+        if len(msg) > server.broadcast_max:
+            await ws.send("error: over %d bytes" % server.broadcast_max)
+        else:
+            await server.broadcast(msg, path="/chat")
 
 
 def page(req):

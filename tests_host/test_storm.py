@@ -336,3 +336,25 @@ def test_memory_is_flat_after_a_storm(quiet):
 
 
 TOLERANCE = 2560
+
+
+@pytest.mark.local_only
+def test_logging_is_rate_limited_during_a_storm(spawn):
+    """With debug logging every close is a log line; a storm must not become
+    a flood on the serial console. Lines beyond the limit are counted."""
+    t = spawn(log_level=3)
+    proc = t.process
+    before = len(proc.lines)
+    t0 = time.monotonic()
+    for _ in range(300):
+        with RawWS(t) as ws:
+            ws.send(frame(CLOSE, close_payload(1000)))
+            ws.expect_close()
+    elapsed = time.monotonic() - t0
+    st = settle(t)
+    printed = [ln for ln in proc.lines[before:] if ln.startswith("[D] closed")]
+    # 20 lines a second at most, per started second of the storm.
+    assert len(printed) <= 20 * (int(elapsed) + 2), (len(printed), elapsed)
+    # Nothing is lost silently: every close was either printed or counted.
+    assert len(printed) + st["log_suppressed"] == 300
+    assert st["log_suppressed"] > 0

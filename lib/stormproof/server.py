@@ -654,12 +654,19 @@ class Server:
         """The open WebSockets (a new list)."""
         return [s.ws for s in self.slots if s.ws is not None and s.ws.open]
 
-    async def broadcast(self, data, text=None):
-        """Send one message to every open connection without waiting on any.
+    @property
+    def broadcast_max(self):
+        """Largest message broadcast() takes: one frame in one tx buffer."""
+        return self.config.tx_size - 10
+
+    async def broadcast(self, data, text=None, path=None):
+        """Send one message to every open connection (at `path`, if given)
+        without waiting on any of them.
 
         A connection still busy with an earlier send is skipped and counted
-        in stats.send_drops. Returns (sent, dropped). The message must fit in
-        one tx buffer (tx_size - 10 bytes).
+        in stats.send_drops: a slow reader misses messages instead of making
+        everyone wait, and one that stops reading altogether is closed by
+        send_timeout. Returns (sent, dropped). At most broadcast_max bytes.
         """
         if isinstance(data, str):
             data = data.encode()
@@ -667,13 +674,13 @@ class Server:
         else:
             op = codec.OP_TEXT if text else codec.OP_BINARY
         n = len(data)
-        if n > self.config.tx_size - 10:
-            raise ValueError("broadcast message larger than tx_size - 10")
+        if n > self.broadcast_max:
+            raise ValueError("broadcast message over broadcast_max bytes")
         sent = 0
         dropped = 0
         for slot in self.slots:
             ws = slot.ws
-            if ws is None or not ws.open:
+            if ws is None or not ws.open or (path is not None and ws.path != path):
                 continue
             if await ws.send_nowait(op, data, n):
                 sent += 1
@@ -685,7 +692,7 @@ class Server:
 
     def stats_json(self):
         """The numbers served at /stats: JSON text in small pieces (an iterator)."""
-        return self.stats.json()
+        return self.stats.json(log_suppressed=self.log.suppressed)
 
 
 _SCRATCH = bytearray(256)  # shared sink for discarded input; its content is never read

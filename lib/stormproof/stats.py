@@ -75,7 +75,7 @@ class Stats:
         codes[code if code in codes else "other"] += 1
         self.close_reasons[reason] += 1
 
-    def json(self, probe_cap=65536):
+    def json(self, probe_cap=65536, **extra):
         """Every counter plus heap figures as JSON, yielded in small pieces:
         a busy heap may not have one block for the whole text."""
         # Heap figures first, before this report makes any garbage.
@@ -85,6 +85,8 @@ class Stats:
         yield '{"mem_free": %d, "mem_alloc": %d' % (gc.mem_free(), gc.mem_alloc())
         yield ', "largest_free": %d, "uptime_ms": %d' % (
             largest, time.ticks_diff(time.ticks_ms(), self.started))
+        for k in extra:
+            yield ', "%s": %d' % (k, extra[k])
         for k, v in self.__dict__.items():
             if k == "started":
                 continue

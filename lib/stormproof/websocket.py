@@ -353,6 +353,7 @@ class WebSocket:
             self._discard_input()
             server._close_socket(self)
             server.stats.count_close(self.close_code, self._why)
+            server.log.debug("closed %s:%d %d %s", self.remote[0], self.remote[1], self.close_code, self._why)
 
     async def _await_peer_close(self):
         slot = self._slot
