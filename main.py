@@ -41,7 +41,7 @@ async def chat(ws):
         if len(msg) > server.broadcast_max:
             await ws.send("error: over %d bytes" % server.broadcast_max)
         else:
-            await server.broadcast(msg, path="/chat")
+            server.broadcast(msg, path="/chat")
 
 
 def page(req):
@@ -65,5 +65,6 @@ server.route("/stats", stats)
 
 try:
     asyncio.run(server.serve())
-except KeyboardInterrupt:
+except KeyboardInterrupt:  # Ctrl-C: say goodbye (1001) to every client first
+    asyncio.run(server.stop())
     print("stopped")

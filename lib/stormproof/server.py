@@ -123,7 +123,7 @@ class Server:
         )  # fmt: skip
         self._listener = None
         self._tasks = []
-        self._running = False
+        self._serve_task = None
         self._refusal_turn = 0
 
     # ---- routes ------------------------------------------------------------
@@ -165,17 +165,29 @@ class Server:
         lsock.listen(cfg.backlog)
         lsock.setblocking(False)
         self._listener = lsock
-        self._running = True
         self.log.info("listening on %s:%d", cfg.host, cfg.port)
+        self._serve_task = asyncio.current_task()
         sweeper = asyncio.create_task(self._sweep())
         try:
             await self._accept_loop(lsock)
         finally:
+            await self._shutdown_all()  # the sweep still enforces close_timeout
             sweeper.cancel()
-            await self._shutdown_all()
+            self._serve_task = None
+
+    async def stop(self):
+        """Stop serving: close the listener, send 1001 to every client and wait
+        (at most close_timeout) for their connections to end."""
+        task = self._serve_task
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
 
     async def _shutdown_all(self):
-        self._running = False
         if self._listener is not None:
             self._listener.close()
             self._listener = None
@@ -202,7 +214,7 @@ class Server:
                 await wait_readable(lsock)
                 if not self._admit(lsock):
                     await asyncio.sleep_ms(100)
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as e:  # MemoryError included: the loop must survive
                 self._accept_failed(e)
@@ -338,6 +350,12 @@ class Server:
                 await ws.shutdown(codec.CLOSE_TRY_AGAIN, "out of memory", "memory")
         except OSError:
             pass  # the peer vanished during the handshake
+        except KeyboardInterrupt:
+            # Ctrl-C landed while this connection's task ran: still say goodbye,
+            # then let it stop the server (main.py runs Server.stop()).
+            if ws is not None and ws.sock is not None:
+                await ws.shutdown(codec.CLOSE_GOING_AWAY, "server shutting down", "shutdown")
+            raise
         except Exception as e:
             self.log.error("connection: %r", e)
         finally:
@@ -609,11 +627,12 @@ class Server:
         while True:
             await asyncio.sleep_ms(self.config.sweep_interval)
             try:
-                await self._sweep_once(aio.now())
+                self._sweep_once(aio.now())
             except Exception as e:  # the sweep must outlive any one bad slot
                 self.log.error("sweep: %r", e)
 
-    async def _sweep_once(self, now):
+    def _sweep_once(self, now):
+        # A plain function, not a coroutine: an idle server allocates nothing.
         cfg = self.config
         stats = self.stats
         for p in self._carriers:
@@ -637,7 +656,7 @@ class Server:
                     and not slot.ping_sent
                     and time.ticks_diff(now, slot.last_rx) > cfg.ping_interval
                 ):
-                    if await ws.send_nowait(codec.OP_PING, b"", 0):
+                    if ws.send_nowait(codec.OP_PING, b"", 0):
                         slot.ping_sent = now
                         stats.pings_sent += 1
             elif (
@@ -659,7 +678,7 @@ class Server:
         """Largest message broadcast() takes: one frame in one tx buffer."""
         return self.config.tx_size - 10
 
-    async def broadcast(self, data, text=None, path=None):
+    def broadcast(self, data, text=None, path=None):
         """Send one message to every open connection (at `path`, if given)
         without waiting on any of them.
 
@@ -682,7 +701,7 @@ class Server:
             ws = slot.ws
             if ws is None or not ws.open or (path is not None and ws.path != path):
                 continue
-            if await ws.send_nowait(op, data, n):
+            if ws.send_nowait(op, data, n):
                 sent += 1
             else:
                 dropped += 1

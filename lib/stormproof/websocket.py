@@ -227,7 +227,7 @@ class WebSocket:
             self._server.stats.bytes_out += n
         slot.tx_since = 0
 
-    async def send_nowait(self, op, data, n):
+    def send_nowait(self, op, data, n):
         """Queue one frame without waiting: False if a send is already in flight.
 
         Used for broadcast and keepalive pings, which must never wait on a
@@ -236,9 +236,8 @@ class WebSocket:
         write lock stays held, so nothing can interleave with it.
         """
         slot = self._slot
-        if slot is None or self._state != _OPEN or slot.wlock.locked():
+        if slot is None or self._state != _OPEN or not aio.try_acquire(slot.wlock):
             return False
-        await slot.wlock.acquire()  # free, so this returns without yielding
         tx = slot.tx_mv
         h = codec.write_header(tx, 0, op, n)
         if n:
