@@ -28,6 +28,7 @@ from .websocket import ConnectionClosed, WebSocket
 _EAGAIN = const(11)
 _LINGER_MS = const(1000)
 _LINGER_IDLE_MS = const(100)
+_LINGER_STEP_MS = const(20)
 _RESPONSE_HEAD = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sConnection: close\r\nCache-Control: no-store\r\n%s\r\n"
 _STATUS = {
     101: "Switching Protocols", 200: "OK", 400: "Bad Request", 403: "Forbidden",
@@ -599,17 +600,20 @@ class Server:
     async def _linger(self, sock):
         """Before closing after a response: if the client is still sending (a
         refused body, an oversized head), read and drop it until it pauses, so
-        the response is not destroyed by an RST. Bounded in time and bytes."""
+        the response is not destroyed by an RST. Bounded in time and bytes.
+        (Polled rather than wait_for: no task, and no extra asyncio module
+        loaded in the middle of the heap on first use.)"""
         if sock is None or not self._discard(sock):
             return
-        start = aio.now()
-        while aio.since(start) < _LINGER_MS:
-            try:
-                await asyncio.wait_for_ms(wait_readable(sock), _LINGER_IDLE_MS)
-            except asyncio.TimeoutError:
-                return
-            if not self._discard(sock):
-                return
+        quiet = 0
+        for _ in range(_LINGER_MS // _LINGER_STEP_MS):
+            await asyncio.sleep_ms(_LINGER_STEP_MS)
+            if self._discard(sock):
+                quiet = 0
+            else:
+                quiet += _LINGER_STEP_MS
+                if quiet >= _LINGER_IDLE_MS:
+                    return
 
     # ---- the sweep: every deadline, one task -------------------------------
 
