@@ -66,7 +66,12 @@ def presize(n):
         q.map[-1 - i] = None  # socket ids are positive: these keys never clash
     for i in range(n):
         del q.map[-1 - i]
-    socks = [socket.socket() for _ in range(n)]
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(socket.socket())
+    except OSError:
+        pass  # out of sockets (ESP32 has 10 in all): presize what we could
     for s in socks:
         q.poller.register(s, select.POLLIN)
     for s in socks:

@@ -107,7 +107,8 @@ class Server:
         # Everything that lives as long as the server is allocated here, at
         # the bottom of the heap, so what connections allocate and free later
         # never has a long-lived object between it and the free space above.
-        aio.presize(cfg.max_clients * 2 + cfg.handshakes + 4)
+        # At most the listener and every connection reading or open wait at once.
+        aio.presize(1 + cfg.max_clients + cfg.handshakes)
         gc.collect()
         before = gc.mem_free()
         self.slots = [Slot(i, cfg) for i in range(cfg.max_clients)]
