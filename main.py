@@ -37,11 +37,12 @@ async def chat(ws):
     # Every message goes to every /chat client. broadcast() never waits on a
     # slow reader: that one misses messages (counted in send_drops) and is
     # closed if it stops reading, while everyone else keeps up.
-    async for msg in ws:
+    while True:
+        msg = await ws.receive_view()  # no copy: it goes straight to every tx buffer
         if len(msg) > server.broadcast_max:
             await ws.send("error: over %d bytes" % server.broadcast_max)
         else:
-            server.broadcast(msg, path="/chat")
+            server.broadcast(msg, text=ws.is_text, path="/chat")
 
 
 def page(req):
