@@ -358,3 +358,120 @@ def test_logging_is_rate_limited_during_a_storm(spawn):
     # Nothing is lost silently: every close was either printed or counted.
     assert len(printed) + st["log_suppressed"] == 300
     assert st["log_suppressed"] > 0
+
+
+@pytest.mark.local_only
+def test_backoff_clients_honour_retry_after_and_get_in(spawn):
+    """Clients refused while the device is full come back after Retry-After
+    (with their own jitter) and are all served once slots free up."""
+    t = spawn(retry_after=1)
+    total = get_stats(t)["slots_total"]
+    holders = [RawWS(t) for _ in range(total)]
+    refusals = 0
+    waits = []
+
+    async def client(i):
+        nonlocal refusals
+        for _attempt in range(10):
+            try:
+                async with websockets.connect(t.ws_url, open_timeout=IO_TIMEOUT) as ws:
+                    await ws.send(f"client {i}")
+                    assert await ws.recv() == f"client {i}"
+                    return True
+            except websockets.InvalidStatus as e:
+                if e.response.status_code != 503:
+                    raise
+                refusals += 1
+                wait = int(e.response.headers["Retry-After"])
+                waits.append(wait)
+                if refusals == 3:  # the device frees up while they wait
+                    for h in holders:
+                        h.close()
+                await asyncio.sleep(wait)  # what Retry-After asks of a client
+        return False
+
+    async def main():
+        # Fewer clients than slots: once the holders leave, nobody is refused.
+        return await asyncio.gather(*(client(i) for i in range(total - 1)))
+
+    assert all(asyncio.run(main()))
+    st = settle(t)
+    assert refusals >= 3
+    assert st["refused_full"] + st["refused_busy"] == refusals
+    assert all(1 <= w <= 3 for w in waits), waits
+
+
+@pytest.mark.local_only
+def test_mixed_hostile_storm(spawn):
+    """Workers hammer the server with a bounded mix of everything that has
+    frozen boards before; afterwards it must be healthy, with its books
+    balanced and no MemoryError."""
+    t = spawn(handshake_timeout=600, close_timeout=600, ping_interval=400, pong_timeout=400)
+    rounds = 40
+
+    def bad_frame():
+        with RawWS(t) as ws:
+            ws.send(frame(BINARY, b"x", masked=False))
+            assert ws.expect_close()[0] == 1002
+            ws.expect_eof()
+
+    def bad_utf8():
+        with RawWS(t) as ws:
+            ws.send(frame(TEXT, b"ok\xed\xa0\x80"))
+            assert ws.expect_close()[0] == 1007
+            ws.expect_eof()
+
+    def too_big():
+        with RawWS(t) as ws:
+            ws.send(bytes([0x82, 0xFF]) + (1 << 40).to_bytes(8, "big") + b"mask" + b"z" * 1000)
+            assert ws.expect_close()[0] == 1009
+
+    def reset_mid_frame():
+        ws = RawWS(t)
+        ws.send(frame(BINARY, b"q" * 500)[:30])
+        ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        ws.sock.close()
+
+    def slowloris():
+        s = connect(t)
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        assert s.recv(100) == b""  # closed at the handshake deadline
+        s.close()
+
+    def silent_peer():
+        ws = RawWS(t)
+        assert ws.recv_frame()[0] == 9  # pinged...
+        assert ws.expect_close()[0] == 1011  # ...and given up on
+        ws.close()
+
+    def ping_flood():
+        with RawWS(t) as ws:
+            for i in range(50):
+                ws.send(frame(9, b"%d" % i))
+            for i in range(50):
+                assert ws.recv_frame() == (10, True, b"%d" % i)
+
+    actions = [bad_frame, bad_utf8, too_big, reset_mid_frame, slowloris, silent_peer, ping_flood]
+    errors = []
+
+    def worker(k):
+        for r in range(rounds // 4):
+            action = actions[(k + r) % len(actions)]
+            try:
+                action()
+            except (ConnectionError, OSError, EOFError) as e:
+                # A 503 while every slot is busy ends a hostile client early;
+                # anything else is a failure.
+                if "503" not in repr(e) and "closed during handshake" not in str(e):
+                    errors.append((action.__name__, repr(e)))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not errors, errors
+    st = settle(t)
+    assert st["memory_errors"] == 0
+    assert st["close_codes"]["1002"] >= 1 and st["close_codes"]["1007"] >= 1
+    echo_ok(t)
