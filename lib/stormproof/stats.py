@@ -43,9 +43,10 @@ class Stats:
         self.ws_opened = 0
         self.ws_closed = 0
         self.http_served = 0
+        self.http_errors = 0  # plain HTTP answered 4xx (404, 405, 426)
         self.refused_full = 0  # 503: every WebSocket slot busy
         self.refused_busy = 0  # 503: every handshake slot busy, refused at accept
-        self.refused_bad = 0  # 4xx: a malformed or unacceptable request
+        self.refused_bad = 0  # 4xx: a malformed request or refused WebSocket upgrade
         self.refused_timeout = 0  # the request did not arrive within handshake_timeout
         self.close_codes: dict = {"other": 0}
         for c in _CODES:
