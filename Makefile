@@ -71,3 +71,18 @@ test-device: $(STAMP) browser
 
 clean:
 	rm -rf build .pytest_cache
+
+# The storm tool against any target (a board over Wi-Fi, or `make run`):
+# live progress, /stats polled throughout, summary table, PNG and JSON.
+DURATION ?= 30
+CONCURRENCY ?= 6
+RATE ?= 50
+storm: $(STAMP)
+	@test -n "$(URL)" || { echo "usage: make storm URL=ws://192.168.4.1/ws [DURATION=30] [CONCURRENCY=6] [RATE=50]"; exit 2; }
+	$(BIN)/python -m bench.storm --url $(URL) --duration $(DURATION) --concurrency $(CONCURRENCY) --rate $(RATE)
+
+# A long storm against the unix port at the ESP32-sized heap; fails on a leak,
+# a MemoryError, slots that do not come back, or a server that died.
+SOAK_DURATION ?= 600
+soak: $(BUILD)/.built
+	$(BIN)/python -m bench.soak --duration $(SOAK_DURATION) --heap $(HEAP)

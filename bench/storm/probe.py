@@ -34,6 +34,7 @@ class Probe:
         self.failures: Counter = Counter()
         self.latest: dict | None = None
         self.phase = "warmup"
+        self.broken: list[dict] = []  # bodies of 200 answers that were not JSON
 
     async def _get(self) -> dict:
         reader, writer = await asyncio.open_connection(self.host, self.port)
@@ -55,13 +56,21 @@ class Probe:
         status = head.split(b" ", 2)[1] if head.startswith(b"HTTP/") else b"?"
         if status != b"200":
             raise StatsError(f"HTTP {status.decode(errors='replace')}")
-        return json.loads(body)
+        try:
+            return json.loads(body)
+        except ValueError:
+            # A 200 with broken JSON means the server gave up mid-answer: keep
+            # the evidence (how far it got) for the report.
+            if len(self.broken) < 10:
+                self.broken.append({"t": round(time.monotonic() - self.t0, 3),
+                                    "bytes": len(body), "tail": body[-120:].decode(errors="replace")})  # fmt: skip
+            raise StatsError("truncated JSON") from None
 
     async def fetch(self) -> dict:
         """One /stats answer, recorded; raises StatsError (counted) on any failure."""
         try:
             st = await asyncio.wait_for(self._get(), self.timeout)
-        except (OSError, TimeoutError, ValueError, IndexError, StatsError) as e:
+        except (OSError, TimeoutError, IndexError, StatsError) as e:
             # A 503 here is the handshake pool being full: admission, not death.
             why = str(e) if isinstance(e, StatsError) else type(e).__name__
             self.failures[why] += 1
@@ -98,10 +107,16 @@ class Probe:
     async def settle(self, timeout: float) -> tuple[bool, float]:
         """Wait until no slot is in use; (settled, seconds it took)."""
         start = time.monotonic()
+        misses = 0
         for _ in range(int(timeout / 0.25) + 1):
-            with contextlib.suppress(StatsError):
+            try:
                 if (await self.fetch())["slots_in_use"] == 0:
                     return True, time.monotonic() - start
+                misses = 0
+            except StatsError:
+                misses += 1
+                if misses >= 20:  # not answering for seconds: dead, not busy
+                    break
             if time.monotonic() - start > timeout:
                 break
             await asyncio.sleep(0.25)

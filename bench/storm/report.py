@@ -51,7 +51,8 @@ def server_summary(run: dict) -> dict:
 
 def checks(run: dict, server: dict, tallies: dict[str, Tally], tolerance: int) -> list[tuple]:
     """(name, passed, detail) for every pass/fail condition of the run."""
-    out = [("server alive at the end", server["reachable_at_end"], "/stats answered")]
+    alive = server["reachable_at_end"]
+    out = [("server alive at the end", alive, "/stats " + ("answered" if alive else "unreachable"))]
     if server["reachable_at_end"]:
         out.append(
             ("no memory errors", server["memory_errors"] == 0, f"+{server['memory_errors']}")
@@ -80,8 +81,9 @@ def table(tallies: dict[str, Tally]) -> str:
 
 
 def render(run: dict, server: dict, tallies: dict[str, Tally], verdict: list[tuple]) -> str:
-    lines = ["", f"Storm against {run['config']['url']}: {run['config']['duration']} s, "
-             f"concurrency {run['config']['concurrency']}, rate {run['config']['rate']}/s",
+    cfg = run["config"]
+    lines = ["", f"Storm against {cfg['url']}: {cfg['duration']:g} s, "
+             f"concurrency {cfg['concurrency']}, rate {cfg['rate']:g}/s",
              "", table(tallies), "  " + LATENCY_NOTE]  # fmt: skip
     for name, t in tallies.items():
         for why, n in t.reasons.most_common(5):
@@ -112,6 +114,10 @@ def render(run: dict, server: dict, tallies: dict[str, Tally], verdict: list[tup
     )
     pf = run["poll_failures"]
     lines.append(f"  /stats polls: {len(run['series'])} ok, {sum(pf.values())} failed {_kv(pf)}")
+    for b in run["broken_stats"][:3]:
+        lines.append(
+            f"  ! /stats at {b['t']} s ended after {b['bytes']} bytes: ...{b['tail'][-60:]!r}"
+        )
     lines += ["", "Checks:"]
     lines += [f"  [{'PASS' if ok else 'FAIL'}] {name}: {detail}" for name, ok, detail in verdict]
     lines.append("RESULT: " + ("PASS" if all(v[1] for v in verdict) else "FAIL"))
@@ -131,6 +137,7 @@ def write_json(path: Path, run: dict, server: dict, tallies: dict, verdict: list
         "checks": [{"name": n, "passed": ok, "detail": d} for n, ok, d in verdict],
         "passed": all(v[1] for v in verdict),
         "poll_failures": dict(run["poll_failures"]),
+        "broken_stats": run["broken_stats"],
         "stats_start": run["stats_start"],
         "stats_end": run["stats_end"],
         "series": run["series"],
@@ -148,7 +155,7 @@ def write_plot(path: Path, run: dict, tolerance: int, passed: bool) -> None:
     s = [p for p in run["series"] if p.get("mem_free") is not None]
     t = [p["t"] for p in s]
     fig, (top, bottom) = plt.subplots(
-        2, 1, sharex=True, figsize=(10, 6.5), gridspec_kw={"height_ratios": [2, 1]}
+        2, 1, sharex=True, figsize=(12, 6.5), gridspec_kw={"height_ratios": [2, 1]}
     )
     top.plot(t, [p["mem_free"] for p in s], label="mem_free", color="tab:blue")
     top.plot(t, [p["largest_free"] for p in s], label="largest_free", color="tab:orange")
@@ -157,6 +164,15 @@ def write_plot(path: Path, run: dict, tolerance: int, passed: bool) -> None:
         top.axhline(
             start - tolerance, ls="--", lw=1, color="grey", label="start mem_free - tolerance"
         )
+    # Where the server hit MemoryError, and where /stats itself broke off.
+    errs = [
+        b["t"] for a, b in zip(s, s[1:], strict=False) if b["memory_errors"] > a["memory_errors"]
+    ]
+    for i, x in enumerate(errs):
+        top.axvline(x, color="red", lw=1, label="memory_errors rose" if i == 0 else None)
+    broken = [b["t"] for b in run["broken_stats"]]
+    if broken:
+        top.plot(broken, [0] * len(broken), "rx", ms=9, clip_on=False, label="/stats broke off")
     top.set_ylabel("bytes")
     top.set_ylim(bottom=0)
     bottom.step(t, [p["slots_in_use"] for p in s], where="post", label="slots_in_use")
@@ -171,11 +187,11 @@ def write_plot(path: Path, run: dict, tolerance: int, passed: bool) -> None:
         ax.axvspan(run["phases"]["storm_start"], run["phases"]["storm_end"], color="tab:red",
                    alpha=0.06, label="storm" if ax is top else None)  # fmt: skip
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8, ncol=2)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     cfg = run["config"]
     fig.suptitle(
-        f"Stormproof storm {cfg['url']}  {cfg['duration']} s, concurrency {cfg['concurrency']}, "
-        f"rate {cfg['rate']}/s: {'PASS' if passed else 'FAIL'}"
+        f"Stormproof storm {cfg['url']}  {cfg['duration']:g} s, concurrency {cfg['concurrency']}, "
+        f"rate {cfg['rate']:g}/s: {'PASS' if passed else 'FAIL'}"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)

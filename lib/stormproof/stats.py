@@ -8,6 +8,8 @@ start for the same reason. json() allocates, but only when asked.
 import gc
 import time
 
+import micropython
+
 # Close codes counted individually; anything else lands in "other".
 _CODES = (1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013)
 
@@ -24,6 +26,19 @@ REASONS = (
     "memory",  # MemoryError on this connection
     "shutdown",  # the server stopped
 )
+
+
+# What /stats reports, in order. A fixed tuple rather than __dict__, which
+# MicroPython copies on every access: one more block a fragmented heap may
+# not have at the very moment someone asks how the heap is doing.
+_FIELDS = (
+    "max_message", "slots_total", "slots_in_use", "slots_peak", "handshakes_total",
+    "handshakes_in_use", "sockets_open", "tasks", "accepted", "closed", "accept_errors",
+    "ws_opened", "ws_closed", "http_served", "http_errors", "refused_full", "refused_busy",
+    "refused_bad", "refused_timeout", "close_codes", "close_reasons", "pings_sent",
+    "pongs_received", "pongs_missed", "msgs_in", "msgs_out", "bytes_in", "bytes_out",
+    "send_drops", "memory_errors", "handler_errors",
+)  # fmt: skip
 
 
 class Stats:
@@ -86,11 +101,16 @@ class Stats:
         yield '{"mem_free": %d, "mem_alloc": %d' % (gc.mem_free(), gc.mem_alloc())
         yield ', "largest_free": %d, "uptime_ms": %d' % (
             largest, time.ticks_diff(time.ticks_ms(), self.started))
+        try:
+            # Bytes ever allocated (unix port; boards build without mem stats):
+            # differences of it give allocation per message in benchmarks.
+            yield ', "mem_total": %d' % micropython.mem_total()  # pyright: ignore[reportAttributeAccessIssue]
+        except AttributeError:
+            pass
         for k in extra:
             yield ', "%s": %d' % (k, extra[k])
-        for k, v in self.__dict__.items():
-            if k == "started":
-                continue
+        for k in _FIELDS:
+            v = getattr(self, k)
             if isinstance(v, dict):
                 yield ', "%s": {' % k
                 sep = ""

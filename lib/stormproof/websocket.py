@@ -153,22 +153,24 @@ class WebSocket:
 
     # ---- sending ---------------------------------------------------------
 
-    async def send(self, data, text=None):
-        """Send a message: str as text, bytes-like as binary (text=True/False overrides).
+    def send(self, data, text=None):
+        """Send a message: str as text, bytes-like as binary (text=True/False
+        overrides). Await it: `await ws.send(msg)`.
 
         Waits while the client is slow to read; a client that stops reading
         for send_timeout is closed (1008) and this raises ConnectionClosed.
+        (A plain function handing back the one coroutine that does the work:
+        one object less per message.)
         """
         if isinstance(data, str):
             data = data.encode()
             op = codec.OP_BINARY if text is False else codec.OP_TEXT
         else:
             op = codec.OP_TEXT if text else codec.OP_BINARY
-        await self._send_frame(op, data, len(data))
-        self._server.stats.msgs_out += 1
+        return self._send_frame(op, data, len(data))
 
-    async def ping(self, payload=b""):
-        await self._send_frame(codec.OP_PING, payload, len(payload))
+    def ping(self, payload=b""):
+        return self._send_frame(codec.OP_PING, payload, len(payload))
 
     async def _send_frame(self, op, data, n):
         slot = self._slot
@@ -177,7 +179,8 @@ class WebSocket:
         if op >= codec.OP_CLOSE and n > 125:
             raise ValueError("control frame payload over 125 bytes")
         lock = slot.wlock
-        await lock.acquire()
+        if not aio.try_acquire(lock):
+            await lock.acquire()
         try:
             if self._state != _OPEN and op != codec.OP_CLOSE:
                 raise ConnectionClosed(self.close_code, self.close_reason)
@@ -193,12 +196,18 @@ class WebSocket:
                     chunk = room  # a long message leaves as fragments of one tx buffer
                 fin = off + chunk >= n
                 h = codec.write_header(tx, 0, frame_op, chunk, fin)
-                tx[h : h + chunk] = src[off : off + chunk]
-                await self._write(0, h + chunk)
+                if chunk:
+                    tx[h : h + chunk] = src[off : off + chunk]
+                end = h + chunk
+                done = self._try_write(0, end)
+                if done < end:  # the socket is full: only now set up a wait
+                    await self._write(done, end)
                 off += chunk
                 frame_op = codec.OP_CONT
                 if fin:
                     break
+            if op < codec.OP_CLOSE:
+                self._server.stats.msgs_out += 1
         except asyncio.CancelledError:
             if self._state != _OPEN:  # the close path took the write away
                 raise ConnectionClosed(self.close_code, self.close_reason)
@@ -207,24 +216,30 @@ class WebSocket:
             slot.writer = None
             lock.release()
 
-    async def _write(self, off, end):
-        slot = self._slot
-        sock = self.sock
-        tx = slot.tx_mv
-        while off < end:
-            try:
-                n = sock.write(tx[off:end])
-            except OSError:
-                self._broken = True
-                slot.tx_since = 0
-                raise ConnectionClosed(codec.CLOSE_ABNORMAL, "send failed")
-            if not n:
-                if not slot.tx_since:
-                    slot.tx_since = aio.now()  # 0 means "not waiting"
-                await wait_writable(sock)
-                continue
-            off += n
+    def _try_write(self, off, end):
+        """Write tx[off:end] as far as the socket takes it now; the new offset."""
+        try:
+            n = self.sock.write(self._slot.tx_mv[off:end])
+        except OSError:
+            self._broken = True
+            self._slot.tx_since = 0
+            raise ConnectionClosed(codec.CLOSE_ABNORMAL, "send failed")
+        if n:
             self._server.stats.bytes_out += n
+            return off + n
+        return off
+
+    async def _write(self, off, end):
+        """Write tx[off:end], waiting while the socket is full; the sweep's
+        send deadline (tx_since) bounds how long."""
+        slot = self._slot
+        while True:
+            off = self._try_write(off, end)
+            if off >= end:
+                break
+            if not slot.tx_since:
+                slot.tx_since = aio.now()  # 0 means "not waiting"
+            await wait_writable(self.sock)
         slot.tx_since = 0
 
     def send_nowait(self, op, data, n):
@@ -300,7 +315,8 @@ class WebSocket:
             r = _truncate_utf8(reason.encode(), 123)
             n = 2 + len(r)
         lock = slot.wlock
-        await lock.acquire()
+        if not aio.try_acquire(lock):
+            await lock.acquire()
         try:
             tx = slot.tx_mv
             h = codec.write_header(tx, 0, codec.OP_CLOSE, n)
