@@ -42,6 +42,7 @@ EV_PING = const(3)  # control[:ctl_len] holds the ping payload
 EV_PONG = const(4)
 EV_CLOSE = const(5)  # close_code (1005 if absent), reason in control[2:ctl_len]
 EV_ERROR = const(6)  # fail the connection with error_code / error_reason
+_MORE = const(-1)  # internal: a step finished, parsing goes on
 
 _CONTROL_MAX = const(125)
 _HEADER_MAX = const(14)
@@ -72,6 +73,7 @@ class FrameParser:
         self.max_message = max_message
         self.control = bytearray(_CONTROL_MAX)
         self._hdr = bytearray(_HEADER_MAX)
+        self._key = bytearray(4)  # this frame's masking key
         self.reset()
 
     def reset(self):
@@ -126,82 +128,79 @@ class FrameParser:
             self._left = resume
 
     def feed(self, buf, start, end):
-        """Consume buf[start:end] until an event; self.pos says how far it got."""
+        """Consume buf[start:end] until an event; self.pos says how far it got.
+
+        Cut into small steps on purpose: MicroPython puts the frame of a
+        function with more than 11 words of locals and stack on the heap, at
+        every call. Each step stays under that, so parsing allocates nothing.
+        """
         if self._left <= -2:
             self.pos = start
             return EV_ERROR
         if self._delivered:
             self._delivered = False
             self.msg_len = 0
-        pos = start
-        hdr = self._hdr
+        self.pos = start
         while True:
             if self._left < 0:
-                hneed = self._hneed
-                hlen = self._hlen
-                while hlen < hneed and pos < end:
-                    hdr[hlen] = buf[pos]
-                    hlen += 1
-                    pos += 1
-                self._hlen = hlen
-                if hlen < hneed:
-                    self.pos = pos
-                    return EV_NONE
-                if hlen == 2:
-                    ev = self._first_two()
-                    if ev:
-                        self.pos = pos
-                        return ev
-                    if self._hneed > 2:
-                        continue
-                ev = self._header_done()
-                if ev:
-                    self.pos = pos
-                    return ev
-            left = self._left
-            if left > 0:
-                n = end - pos
-                if n <= 0:
-                    self.pos = pos
-                    return EV_NONE
-                if n > left:
-                    n = left
-                if self._closing:
-                    pos += n
-                    self._left = left - n
-                    if self._left:
-                        continue
-                    ev = self._frame_done()
-                    if ev:
-                        self.pos = pos
-                        return ev
-                    continue
-                if self._op >= OP_CLOSE:
-                    dst = self.control
-                    doff = self.ctl_len
-                    self.ctl_len = doff + n
-                else:
-                    dst = self.message
-                    doff = self.msg_len
-                    self.msg_len = doff + n
-                self._phase = unmask_copy(dst, doff, buf, pos, n, hdr, self._hneed - 4, self._phase)
-                pos += n
-                self._left = left - n
-                if self._msg_op == OP_TEXT and self._op < OP_CLOSE:
+                ev = self._header(buf, end)
+            else:
+                ev = self._payload(buf, end)
+            if ev != _MORE:
+                return ev
+
+    def _header(self, buf, end):
+        hdr = self._hdr
+        hlen = self._hlen
+        pos = self.pos
+        while hlen < self._hneed and pos < end:
+            hdr[hlen] = buf[pos]
+            hlen += 1
+            pos += 1
+        self._hlen = hlen
+        self.pos = pos
+        if hlen < self._hneed:
+            return EV_NONE
+        if hlen == 2:
+            hlen = self._first_two()  # an event, or 0 to go on
+            if hlen:
+                return hlen
+            if self._hneed > 2:
+                return _MORE
+        return self._header_done() or _MORE
+
+    def _payload(self, buf, end):
+        left = self._left
+        if left:
+            n = end - self.pos
+            if n <= 0:
+                return EV_NONE
+            if n > left:
+                n = left
+            left -= n
+            self._left = left
+            if self._closing:
+                self.pos += n
+            else:
+                self._unmask(buf, n)
+                if self._utf8 == utf8.REJECT:
                     # Fail fast: an invalid byte ends the connection before the
                     # rest of the message is even read (Autobahn 6.4.x).
-                    self._utf8 = utf8.scan(dst, doff, doff + n, self._utf8)
-                    if self._utf8 == utf8.REJECT:
-                        self.pos = pos
-                        return self._fail(
-                            CLOSE_INVALID_DATA, "invalid UTF-8 in text message", self._left or -1
-                        )
-                if self._left:
-                    continue
-            ev = self._frame_done()
-            if ev:
-                self.pos = pos
-                return ev
+                    return self._fail(CLOSE_INVALID_DATA, "invalid UTF-8 in text message", left or -1)
+            if left:
+                return _MORE
+        return self._frame_done() or _MORE
+
+    def _unmask(self, buf, n):
+        if self._op >= OP_CLOSE:
+            self._phase = unmask_copy(self.control, self.ctl_len, buf, self.pos, n, self._key, self._phase)
+            self.ctl_len += n
+        else:
+            self._phase = unmask_copy(self.message, self.msg_len, buf, self.pos, n, self._key, self._phase)
+            self.msg_len += n
+            if self._msg_op == OP_TEXT:
+                self._utf8 = utf8.scan(self.message, self.msg_len - n, self.msg_len, self._utf8)
+        self.pos += n
 
     def _first_two(self):
         hdr = self._hdr
@@ -252,6 +251,7 @@ class FrameParser:
         if self._closing:
             self._left = n
             return EV_NONE
+        self._take_key()
         if op < OP_CLOSE:
             if op != OP_CONT:
                 self._msg_op = op
@@ -263,6 +263,15 @@ class FrameParser:
         self._left = n
         self._phase = 0
         return EV_NONE
+
+    def _take_key(self):
+        hdr = self._hdr
+        k = self._hneed - 4
+        key = self._key
+        key[0] = hdr[k]
+        key[1] = hdr[k + 1]
+        key[2] = hdr[k + 2]
+        key[3] = hdr[k + 3]
 
     def _frame_done(self):
         # Ready for the next header, whatever this frame was.

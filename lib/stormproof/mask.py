@@ -2,18 +2,32 @@
 
 import micropython
 
+try:
+    from typing import TYPE_CHECKING
+except ImportError:
+    TYPE_CHECKING = False
+
 
 @micropython.viper
-def _unmask_copy(dst: ptr8, doff: int, src: ptr8, soff: int, n: int, key: ptr8, koff: int, phase: int) -> int:
+def _unmask_copy(dst: ptr8, doff: int, src: ptr8, soff: int, n: int, key: ptr8, phase: int) -> int:
+    """dst[doff:doff+n] = src[soff:soff+n] XOR the 4-byte key, starting at key
+    byte `phase`. Returns the phase for the next byte of the same frame.
+    dst and src may be the same buffer at the same offset (in place).
+
+    Called directly, without a Python wrapper, and with as few arguments as
+    will do: MicroPython allocates a bytecode function's frame on the heap
+    when its arguments, locals and stack pass 11 words.
+    """
     i = 0
     while i < n:
-        dst[doff + i] = src[soff + i] ^ key[koff + ((phase + i) & 3)]
+        dst[doff + i] = src[soff + i] ^ key[(phase + i) & 3]
         i += 1
     return (phase + n) & 3
 
 
-def unmask_copy(dst, doff, src, soff, n, key, koff, phase):
-    """dst[doff:doff+n] = src[soff:soff+n] XOR the 4-byte key at key[koff:], starting
-    at key byte `phase`. Returns the phase for the next byte of the same frame.
-    dst and src may be the same buffer at the same offset (in-place)."""
-    return int(_unmask_copy(dst, doff, src, soff, n, key, koff, phase))
+if TYPE_CHECKING:
+    # What callers pass: any buffer. (Viper's ptr8 takes all of them.)
+    def unmask_copy(dst: bytearray, doff: int, src, soff: int, n: int, key: bytearray, phase: int) -> int: ...
+
+else:
+    unmask_copy = _unmask_copy

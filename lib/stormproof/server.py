@@ -26,6 +26,8 @@ from .stats import Stats
 from .websocket import ConnectionClosed, WebSocket
 
 _EAGAIN = const(11)
+_IPPROTO_TCP = const(6)  # the same numbers on Linux and lwIP
+_TCP_NODELAY = const(1)
 _LINGER_MS = const(1000)
 _LINGER_IDLE_MS = const(100)
 _LINGER_STEP_MS = const(20)
@@ -67,6 +69,7 @@ class Slot:
         self.tx_since = 0  # ticks since a write has been waiting, 0 if none
         self.closing_since = 0
         self.aborted = False
+        self.abort_deaf = False  # aborted because the peer stopped reading or answering
         self.close_kicked = False
         self.abort_code = 0
         self.abort_reason = ""
@@ -239,6 +242,13 @@ class Server:
         stats.accepted += 1
         stats.sockets_open += 1
         sock.setblocking(False)
+        try:
+            # TCP_NODELAY: a message longer than the tx buffer leaves as several
+            # frames, and Nagle would hold each one back until the client's
+            # delayed ACK (40 ms) of the one before.
+            sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+        except OSError:
+            pass  # not every port lets us; messages still arrive, only later
         pend = self._free_pending()
         if pend is None:
             stats.refused_busy += 1
@@ -628,10 +638,11 @@ class Server:
 
     # ---- the sweep: every deadline, one task -------------------------------
 
-    def _abort(self, slot, code, reason, why):
+    def _abort(self, slot, code, reason, why, deaf=False):
         if slot.aborted or slot.task is None:
             return
         slot.aborted = True
+        slot.abort_deaf = deaf
         slot.abort_code = code
         slot.abort_reason = reason
         slot.abort_why = why
@@ -660,10 +671,10 @@ class Server:
                 continue
             if ws.open and not slot.aborted:
                 if slot.tx_since and time.ticks_diff(now, slot.tx_since) > cfg.send_timeout:
-                    self._abort(slot, codec.CLOSE_POLICY, "send timeout", "send_timeout")
+                    self._abort(slot, codec.CLOSE_POLICY, "send timeout", "send_timeout", True)
                 elif slot.ping_sent and time.ticks_diff(now, slot.ping_sent) > cfg.pong_timeout:
                     stats.pongs_missed += 1
-                    self._abort(slot, codec.CLOSE_INTERNAL_ERROR, "keepalive timeout", "keepalive")
+                    self._abort(slot, codec.CLOSE_INTERNAL_ERROR, "keepalive timeout", "keepalive", True)
                 elif cfg.idle_timeout and time.ticks_diff(now, slot.last_message) > cfg.idle_timeout:
                     self._abort(slot, codec.CLOSE_GOING_AWAY, "idle timeout", "idle")
                 elif (

@@ -296,6 +296,24 @@ class WebSocket:
             self._why = "server_close"
             await self._send_close(code, reason)
 
+    def _close_nowait(self, code, reason):
+        """Our close frame, if the socket takes it right now; never waits."""
+        self._close_sent = True
+        self._state = _CLOSING
+        self.close_code = code
+        self.close_reason = reason
+        slot = self._slot
+        if aio.try_acquire(slot.wlock):
+            tx = slot.tx_mv
+            h = codec.write_header(tx, 0, codec.OP_CLOSE, 2)
+            tx[h] = code >> 8
+            tx[h + 1] = code & 0xFF
+            try:
+                self._try_write(0, h + 2)
+            except ConnectionClosed:
+                pass
+            slot.wlock.release()
+
     async def _send_close(self, code, reason):
         slot = self._slot
         if self._close_sent or slot is None:
@@ -346,15 +364,20 @@ class WebSocket:
         try:
             # 1006 means the peer vanished: there is nobody to send a close to.
             vanished = code == codec.CLOSE_ABNORMAL or self._broken
+            # A peer that stopped reading, or answering pings, will not read our
+            # close frame nor answer it: offer it once, then hang up.
+            deaf = slot.abort_deaf
             if self._close_sent:
                 pass
             elif vanished:
                 self._close_sent = True
                 self.close_code = codec.CLOSE_ABNORMAL
                 self.close_reason = reason
+            elif deaf:
+                self._close_nowait(code, reason)
             else:
                 await self._send_close(code, reason)
-            if not (self._peer_closed or vanished or self._broken or slot.close_kicked):
+            if not (self._peer_closed or vanished or deaf or self._broken or slot.close_kicked):
                 await self._await_peer_close()
         except asyncio.CancelledError:
             pass  # close deadline passed: close TCP now
