@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 from conftest import settle
-from wsutil import IO_TIMEOUT, RawWS, Target, close_payload, frame, get_stats, upgrade_request
+from wsutil import RawWS, Target, close_payload, frame, get_stats, reluctant_reader
 
 TEXT, CLOSE = 1, 8
 
@@ -54,12 +53,7 @@ def test_slow_reader_is_dropped_not_waited_for(spawn):
     at full speed; the slow one misses messages (send_drops) and, once it has
     not read for send_timeout, is closed."""
     t = chat(spawn(send_timeout=1500, tx_size=2048, max_clients=3))
-    slow = socket.socket()
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.settimeout(IO_TIMEOUT)
-    slow.connect((t.host, t.port))
-    slow.sendall(upgrade_request(t))
-    assert slow.recv(4096).startswith(b"HTTP/1.1 101")
+    slow = reluctant_reader(t)
     healthy = RawWS(t)
     sender = RawWS(t)
     got = []

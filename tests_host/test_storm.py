@@ -24,6 +24,7 @@ from wsutil import (
     get_stats,
     http,
     parse_response,
+    reluctant_reader,
     upgrade_request,
 )
 
@@ -224,12 +225,7 @@ def test_never_reading_client_is_closed_and_others_unaffected(spawn):
     """A client that floods messages but never reads the echoes: the server's
     sends stall, the send deadline closes it (1008), and nobody else waits."""
     t = spawn(send_timeout=700)
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.settimeout(IO_TIMEOUT)
-    s.connect((t.host, t.port))
-    s.sendall(upgrade_request(t))
-    assert s.recv(4096).startswith(b"HTTP/1.1 101")
+    s = reluctant_reader(t)
     msg = frame(BINARY, b"f" * 4000)
     sent = 0
     closed = False

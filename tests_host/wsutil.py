@@ -139,6 +139,18 @@ def close_payload(code: int, reason: bytes = b"") -> bytes:
     return struct.pack("!H", code) + reason
 
 
+def reluctant_reader(target: Target, path: str | None = None) -> socket.socket:
+    """A handshaken WebSocket whose tiny receive buffer fills at once: a
+    client that does not (or cannot) keep up with what the server sends."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(IO_TIMEOUT)
+    s.connect((target.host, target.port))
+    s.sendall(upgrade_request(target, path=path))
+    assert s.recv(4096).startswith(b"HTTP/1.1 101")
+    return s
+
+
 class RawWS:
     """A WebSocket client with no opinions: it sends whatever bytes a test wants."""
 

@@ -8,29 +8,15 @@ import contextlib
 import os
 import socket
 import struct
+import sys
+from pathlib import Path
+
+# One frame builder for the tests and the tools.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests_host"))
+from wsutil import close_payload, frame  # noqa: E402, F401
 
 TEXT, BINARY, CLOSE, PING, CONT = 1, 2, 8, 9, 0
 HEAD_MAX = 8192  # a response head longer than this is not from our server
-
-
-def frame(op: int, payload: bytes = b"", fin: bool = True, rsv: int = 0, masked: bool = True):
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | (rsv << 4) | op])
-    mbit = 0x80 if masked else 0
-    if n < 126:
-        head += bytes([mbit | n])
-    elif n < 65536:
-        head += bytes([mbit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([mbit | 127]) + struct.pack("!Q", n)
-    if not masked:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-
-
-def close_payload(code: int, reason: bytes = b"") -> bytes:
-    return struct.pack("!H", code) + reason
 
 
 def upgrade_request(host: str, port: int, path: str) -> bytes:
