@@ -26,6 +26,7 @@ from .stats import Stats
 from .websocket import ConnectionClosed, WebSocket
 
 _EAGAIN = const(11)
+_ACCEPT_BATCH = const(8)
 _IPPROTO_TCP = const(6)  # the same numbers on Linux and lwIP
 _TCP_NODELAY = const(1)
 _LINGER_MS = const(1000)
@@ -217,7 +218,14 @@ class Server:
         while True:
             try:
                 await wait_readable(lsock)
-                if not self._admit(lsock):
+                # Empty the backlog before waiting again: in a burst a small
+                # listen queue overflows, and the kernel then drops connection
+                # attempts that a browser retries only a second or more later.
+                for _ in range(_ACCEPT_BATCH):
+                    got = self._admit(lsock)
+                    if got <= 0:
+                        break
+                if got < 0:
                     await asyncio.sleep_ms(100)
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise
@@ -228,17 +236,18 @@ class Server:
 
     def _admit(self, lsock):
         """Accept one connection and hand it a handshake carrier, or refuse it
-        at once. False when accept() failed for want of sockets."""
+        at once. 1 when one was taken, 0 when none was waiting, -1 when
+        accept() failed for want of sockets."""
         stats = self.stats
         try:
             sock, addr = lsock.accept()
         except OSError as e:
             if e.errno == _EAGAIN:
-                return True
+                return 0
             # Out of sockets (EMFILE/ENFILE): the caller backs off instead of spinning.
             stats.accept_errors += 1
             self.log.warn("accept failed: %s", e)
-            return False
+            return -1
         stats.accepted += 1
         stats.sockets_open += 1
         sock.setblocking(False)
@@ -253,13 +262,13 @@ class Server:
         if pend is None:
             stats.refused_busy += 1
             self._refuse_now(sock)
-            return True
+            return 1
         pend.sock = sock
         pend.started = aio.now()
         stats.handshakes_in_use += 1
         pend.remote = _remote(addr)
         pend.task = asyncio.create_task(self._connection(pend))
-        return True
+        return 1
 
     def _accept_failed(self, e):
         stats = self.stats
