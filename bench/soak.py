@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         what = "was stopped (Ctrl-C)" if last == "stopped" else "DIED"
         print(f"soak: the server process {what}; its last output:\n{server.output()}")
         return 1
+    # What the server itself said (warnings, errors) belongs in the report too.
+    said = [ln for ln in server.lines if ln.startswith(("[W]", "[E]")) or "Traceback" in ln]
+    if said:
+        print("soak: server warnings and errors (last 20):")
+        print("\n".join(said[-20:]))
     print(f"soak: server alive to the end; storm {'passed' if rc == 0 else 'FAILED'}")
     return rc
 

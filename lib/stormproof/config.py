@@ -37,6 +37,12 @@ class Config:
     close_timeout = 3000  # wait this long for the peer's close frame, then drop TCP
     sweep_interval = 250  # how often the sweep checks every deadline
     retry_after = 5  # seconds; a 503 says retry_after plus 0-2 s of jitter
+    # Bytes allocated between collections. -1: half the heap left free after
+    # the tables; 0: collect only when the heap is full. Collecting before the
+    # heap is full frees garbage while it is still small and low in the heap,
+    # so storms leave the free space in big blocks (measured: with it off the
+    # largest free block fell to 224 B in a storm, with it on it stayed >2 KB).
+    gc_threshold = -1
     backlog = 4  # listen() backlog
     log_level = 2  # 0 error, 1 warn, 2 info, 3 debug
 

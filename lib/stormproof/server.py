@@ -127,8 +127,9 @@ class Server:
             cfg.max_clients, per, per * cfg.max_clients, cfg.request_max * cfg.handshakes,
             before - gc.mem_free(), gc.mem_free(),
         )  # fmt: skip
+        if cfg.gc_threshold:
+            gc.threshold(cfg.gc_threshold if cfg.gc_threshold > 0 else gc.mem_free() // 2)
         self._listener = None
-        self._tasks = []
         self._serve_task = None
         self._refusal_turn = 0
 
@@ -274,6 +275,7 @@ class Server:
         stats = self.stats
         if isinstance(e, MemoryError):
             stats.memory_errors += 1
+            self.log.warn("accept: out of memory (%d B free)", gc.mem_free())
         else:
             self.log.error("accept loop: %r", e)
         # A carrier that got its socket but not its task would leak both.
@@ -366,7 +368,7 @@ class Server:
                 stats.refused_timeout += 1
         except MemoryError:
             stats.memory_errors += 1
-            self.log.warn("out of memory (%d B free)", gc.mem_free())
+            self.log.warn("connection: out of memory (%d B free)", gc.mem_free())
             if ws is not None and ws.sock is not None:
                 await ws.shutdown(codec.CLOSE_TRY_AGAIN, "out of memory", "memory")
         except OSError:
@@ -463,6 +465,7 @@ class Server:
                 code, reason, why = codec.CLOSE_GOING_AWAY, "cancelled", "shutdown"
         except MemoryError:
             self.stats.memory_errors += 1
+            self.log.warn("handler %s: out of memory (%d B free)", ws.path, gc.mem_free())
             code, reason, why = codec.CLOSE_TRY_AGAIN, "out of memory", "memory"
         except Exception as e:
             self.stats.handler_errors += 1
