@@ -43,7 +43,7 @@ class Config:
     # so storms leave the free space in big blocks (measured: with it off the
     # largest free block fell to 224 B in a storm, with it on it stayed >2 KB).
     gc_threshold = -1
-    backlog = 4  # listen() backlog
+    backlog = 8  # listen() backlog: a burst waits here instead of being dropped (lwIP caps it by its PCBs)
     log_level = 2  # 0 error, 1 warn, 2 info, 3 debug
 
     def __init__(self, **overrides):
