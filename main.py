@@ -19,6 +19,12 @@ if sys.platform == "esp32":
     settings = {}
 else:
     settings = {"host": "127.0.0.1", "port": 8080}
+    # The unix port raises Ctrl-C's KeyboardInterrupt from inside the signal
+    # handler, wherever the interpreter is; landing in a garbage collection it
+    # can crash the process. Let SIGINT simply end it: the OS closes every socket.
+    import micropython
+
+    micropython.kbd_intr(-1)
 settings.update(overrides())
 server = Server(Config(**settings))
 
@@ -66,6 +72,6 @@ server.route("/stats", stats)
 
 try:
     asyncio.run(server.serve())
-except KeyboardInterrupt:  # Ctrl-C: say goodbye (1001) to every client first
+except KeyboardInterrupt:  # Ctrl-C on a board: say goodbye (1001) to every client first
     asyncio.run(server.stop())
     print("stopped")
