@@ -151,6 +151,14 @@ def reluctant_reader(target: Target, path: str | None = None) -> socket.socket:
     return s
 
 
+class Refused(ConnectionError):
+    """The server answered the upgrade with something other than 101."""
+
+    def __init__(self, status: int, head: bytes):
+        super().__init__(f"HTTP {status}: {head!r}")
+        self.status = status
+
+
 class RawWS:
     """A WebSocket client with no opinions: it sends whatever bytes a test wants."""
 
@@ -162,7 +170,9 @@ class RawWS:
             self.sock.sendall(upgrade_request(target, key))
             head = self._read_head()
             status, headers, _ = parse_response(head)
-            assert status == 101, head
+            if status != 101:
+                self.sock.close()
+                raise Refused(status, head)
             assert headers["sec-websocket-accept"] == accept_for(key)
 
     def _read_head(self) -> bytes:
