@@ -54,9 +54,12 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """main.py under the unix port with an ESP32-sized heap."""
+    """main.py (or another app script, run from build/unix) under the unix
+    port with an ESP32-sized heap."""
 
-    def __init__(self, env: dict[str, str] | None = None, heap: str | None = None):
+    def __init__(
+        self, env: dict[str, str] | None = None, heap: str | None = None, script: str = "main.py"
+    ):
         if not (BUILD / "main.py").exists():
             pytest.exit("build/unix is missing: run 'make test' (it compiles lib/ first)", 2)
         self.port = free_port()
@@ -67,7 +70,7 @@ class ServerProcess:
         self.lines: list[str] = []
         self._listening = threading.Event()
         self.proc = subprocess.Popen(
-            [micropython(), "-X", f"heapsize={self.heap}", "main.py"],
+            [micropython(), "-X", f"heapsize={self.heap}", script],
             cwd=BUILD,
             env=full_env,
             stdin=subprocess.DEVNULL,

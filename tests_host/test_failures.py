@@ -1,0 +1,74 @@
+"""A handler that raises, or runs the heap dry, costs its own connection only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import ServerProcess, settle
+from wsutil import RawWS, Target, close_payload, frame, get_stats
+
+TEXT, CLOSE = 1, 8
+APP = Path(__file__).parent / "mp" / "hungry_app.py"
+
+
+@pytest.fixture(scope="module")
+def hungry(device_url):
+    if device_url:
+        pytest.skip("runs its own test application")
+    proc = ServerProcess(script=str(APP))
+    yield proc.target
+    alive = proc.alive()
+    proc.stop()
+    assert alive, "server process died:\n" + proc.output()
+
+
+def at(target: Target, path: str) -> Target:
+    return Target(target.host, target.port, path, target.local, target.process)
+
+
+def test_memory_error_in_a_handler_closes_1013_and_the_server_carries_on(hungry):
+    before = get_stats(hungry)
+    with RawWS(at(hungry, "/hungry")) as ws:
+        ws.send(frame(TEXT, b"1000"))
+        assert ws.recv_message() == (TEXT, b"got 1000")
+        ws.send(frame(TEXT, b"200000"))  # more than the whole 110 KB heap
+        code, reason = ws.expect_close()
+        assert code == 1013
+        ws.send(frame(CLOSE, close_payload(1013)))
+        ws.expect_eof()
+    st = settle(hungry)
+    assert st["memory_errors"] == before["memory_errors"] + 1
+    assert st["close_reasons"]["memory"] == before["close_reasons"]["memory"] + 1
+    # The heap is whole again and everyone else is served.
+    with RawWS(at(hungry, "/ws")) as ws:
+        ws.send(frame(TEXT, b"still here"))
+        assert ws.recv_message() == (TEXT, b"still here")
+
+
+def test_exception_in_a_handler_closes_1011(hungry):
+    before = get_stats(hungry)
+    with RawWS(at(hungry, "/hungry")) as ws:
+        ws.send(frame(TEXT, b"not a number"))
+        assert ws.expect_close()[0] == 1011
+        ws.send(frame(CLOSE, close_payload(1011)))
+        ws.expect_eof()
+    st = settle(hungry)
+    assert st["handler_errors"] == before["handler_errors"] + 1
+    assert st["close_reasons"]["handler_error"] == before["close_reasons"]["handler_error"] + 1
+
+
+def test_repeated_memory_errors_leave_nothing_behind(hungry):
+    with RawWS(at(hungry, "/ws")) as ws:  # warm up the echo path first
+        ws.send(frame(TEXT, b"warm"))
+        ws.recv_message()
+    base = settle(hungry)
+    for _ in range(20):
+        with RawWS(at(hungry, "/hungry")) as ws:
+            ws.send(frame(TEXT, b"500000"))
+            assert ws.expect_close()[0] == 1013
+            ws.send(frame(CLOSE, close_payload(1013)))
+            ws.expect_eof()
+    st = settle(hungry)
+    assert st["memory_errors"] == base["memory_errors"] + 20
+    assert st["mem_free"] >= base["mem_free"] - 2560, (base["mem_free"], st["mem_free"])
