@@ -29,7 +29,7 @@ settings.update(overrides())
 server = Server(Config(**settings))
 
 
-@server.websocket("/ws")
+@server.websocket("/ws", subprotocols=("echo",))
 async def echo(ws):
     # Zero-copy echo: the message is read into the slot's buffer and sent
     # back from it, whatever its size (up to max_message).

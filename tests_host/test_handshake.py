@@ -181,3 +181,28 @@ def test_plain_http_errors_are_not_counted_as_refused_clients(quiet):
     after = get_stats(quiet)
     assert after["http_errors"] == before["http_errors"] + 1
     assert after["refused_bad"] == before["refused_bad"]
+
+
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [("echo", "echo"), ("chat, echo", "echo"), ("chat,echo", "echo"), ("chat", None), (None, None)],
+)
+def test_subprotocol_selection(quiet, offered, chosen):
+    extra = {"Sec-WebSocket-Protocol": offered} if offered else {}
+    status, headers, _ = upgrade(quiet, extra)
+    assert status == 101
+    assert headers.get("sec-websocket-protocol") == chosen
+
+
+def test_subprotocol_with_a_strict_client(quiet):
+    import asyncio
+
+    import websockets
+
+    async def go():
+        async with websockets.connect(quiet.ws_url, subprotocols=["echo"]) as ws:
+            assert ws.subprotocol == "echo"
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+
+    asyncio.run(go())

@@ -1,8 +1,8 @@
 """The server: a fixed slot table, admission at accept, one sweep for every deadline.
 
-    accept ──► handshake pool (request_max bytes each) ──► WebSocket slot
-       │            │  plain HTTP: page, /stats, 404 ...     (buffers for life)
-       └ pool full: 503 at once     └ every slot busy: 503 + Retry-After
+    accept ──► request buffer: the pool's, else a free slot's ──► WebSocket slot
+       │            │  plain HTTP: page, /stats, 404 ...           (buffers for life)
+       └ none free: 503 at once     └ every slot busy: 503 + Retry-After
 
 Everything a connection can hold (buffers, parser, write lock) is allocated
 in Server.__init__ and reused; a connection only borrows it. One task per
