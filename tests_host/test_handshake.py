@@ -206,3 +206,11 @@ def test_subprotocol_with_a_strict_client(quiet):
             assert await ws.recv() == "hi"
 
     asyncio.run(go())
+
+
+def test_absolute_form_target_is_understood(quiet):
+    raw = (
+        f"GET http://{quiet.host}:{quiet.port}/stats HTTP/1.1\r\nHost: {quiet.host}\r\n\r\n"
+    ).encode()
+    assert http(quiet, raw)[0] == 200
+    assert http(quiet, b"GET stats HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 400

@@ -75,6 +75,12 @@ class Request:
             self.http10 = False
         self.method = parts[0].decode()
         target = parts[1]
+        if target[:1] != b"/":
+            # Absolute form (RFC 9112 3.2.2), e.g. via a proxy: keep the path.
+            slash = target.find(b"/", target.find(b"://") + 3) if b"://" in target else -1
+            if slash < 0:
+                raise HandshakeError(400, "request target is not a path")
+            target = target[slash:]
         q = target.find(b"?")
         if q >= 0:
             self.query = target[q + 1 :].decode()
