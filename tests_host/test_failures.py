@@ -72,3 +72,12 @@ def test_repeated_memory_errors_leave_nothing_behind(hungry):
     st = settle(hungry)
     assert st["memory_errors"] == base["memory_errors"] + 20
     assert st["mem_free"] >= base["mem_free"] - 2560, (base["mem_free"], st["mem_free"])
+
+
+def test_sending_invalid_utf8_as_text_is_refused_not_sent(hungry):
+    with RawWS(at(hungry, "/text")) as ws:
+        ws.send(frame(2, "κόσμε".encode()))
+        assert ws.recv_message() == (TEXT, "κόσμε".encode())
+        ws.send(frame(2, b"\xed\xa0\x80"))  # a surrogate: never valid UTF-8
+        op, data = ws.recv_message()
+        assert op == TEXT and data.startswith(b"refused: text message is not valid UTF-8")

@@ -18,7 +18,7 @@ import time
 
 from micropython import const
 
-from . import aio, codec, handshake
+from . import aio, codec, handshake, utf8
 from .aio import wait_readable, wait_writable
 from .config import Config
 from .log import Log
@@ -729,6 +729,8 @@ class Server:
             op = codec.OP_BINARY if text is False else codec.OP_TEXT
         else:
             op = codec.OP_TEXT if text else codec.OP_BINARY
+            if text and utf8.scan(data, 0, len(data), utf8.ACCEPT) != utf8.ACCEPT:
+                raise ValueError("text message is not valid UTF-8")
         n = len(data)
         if n > self.broadcast_max:
             raise ValueError("broadcast message over broadcast_max bytes")

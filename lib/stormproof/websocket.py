@@ -17,7 +17,7 @@ import asyncio
 
 from micropython import const
 
-from . import aio, codec
+from . import aio, codec, utf8
 from .aio import wait_readable, wait_writable
 
 _OPEN = const(0)
@@ -167,6 +167,9 @@ class WebSocket:
             op = codec.OP_BINARY if text is False else codec.OP_TEXT
         else:
             op = codec.OP_TEXT if text else codec.OP_BINARY
+            if text and utf8.scan(data, 0, len(data), utf8.ACCEPT) != utf8.ACCEPT:
+                # The client would have to fail the connection with 1007.
+                raise ValueError("text message is not valid UTF-8")
         return self._send_frame(op, data, len(data))
 
     def ping(self, payload=b""):

@@ -23,6 +23,16 @@ async def hungry(ws):
         block = None
 
 
+@server.websocket("/text")
+async def text(ws):
+    # Sends the received bytes back as a text message, if they are UTF-8.
+    async for msg in ws:
+        try:
+            await ws.send(msg if isinstance(msg, bytes) else msg.encode(), text=True)
+        except ValueError as e:
+            await ws.send("refused: %s" % e)
+
+
 @server.websocket("/ws")
 async def echo(ws):
     async for msg in ws:
