@@ -214,3 +214,12 @@ def test_absolute_form_target_is_understood(quiet):
     ).encode()
     assert http(quiet, raw)[0] == 200
     assert http(quiet, b"GET stats HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 400
+
+
+def test_too_much_data_before_the_101_is_refused(quiet):
+    from wsutil import frame, upgrade_request
+
+    raw = upgrade_request(quiet) + frame(2, b"x" * 600)
+    status, _, body = http(quiet, raw)
+    assert status == 400
+    assert b"before the handshake" in body

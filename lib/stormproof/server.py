@@ -349,8 +349,10 @@ class Server:
             pend.sock = None  # the WebSocket owns the socket now
             self._release_pending(pend)
             pend = None
-            await ws._write(0, n)
+            # Counted before the 101 goes out: from here every path closes it
+            # through ws.shutdown(), which counts ws_closed.
             stats.ws_opened += 1
+            await ws._write(0, n)
             await self._run_handler(ws, handler)
         except handshake.HandshakeError as e:
             if e.status == 503:  # every slot busy: the prebuilt answer
@@ -428,10 +430,13 @@ class Server:
         if slot is None:
             raise handshake.HandshakeError(503, "every slot busy")
         try:
-            ws = WebSocket(self, slot, pend.sock, pend.remote, req.path, req.query, chosen)
+            return self._prepare(slot, pend, end, req, chosen, handler, accept_key)
         except BaseException:
-            self._release_slot(slot)
+            self._release_slot(slot)  # taken but never handed over
             raise
+
+    def _prepare(self, slot, pend, end, req, chosen, handler, accept_key):
+        ws = WebSocket(self, slot, pend.sock, pend.remote, req.path, req.query, chosen)
         slot.ws = ws
         slot.last_rx = slot.last_message = aio.now()
         tx = slot.tx
@@ -446,6 +451,10 @@ class Server:
         # move to the slot before the request buffer is given back.
         extra = pend.rx_extra
         if extra:
+            # RFC 6455 4.1 has the client wait for the 101; what fits in the
+            # read buffer is kept anyway, more is refused (never grown into).
+            if extra > len(slot.rx):
+                raise handshake.HandshakeError(400, "frames sent before the handshake was answered")
             slot.rx[0:extra] = pend.buf[end : end + extra]
             slot.rx_end = extra
         return ws, handler, n
