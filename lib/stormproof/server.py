@@ -611,6 +611,9 @@ class Server:
             if n + len(piece) > len(buf):
                 await self._write_all(sock, memoryview(buf)[:n])
                 n = 0
+                if len(piece) > len(buf):  # never grow the buffer: send it as it is
+                    await self._write_all(sock, piece)
+                    continue
             buf[n : n + len(piece)] = piece
             n += len(piece)
         await self._write_all(sock, memoryview(buf)[:n])
