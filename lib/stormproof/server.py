@@ -439,7 +439,7 @@ class Server:
         ws = WebSocket(self, slot, pend.sock, pend.remote, req.path, req.query, chosen)
         slot.ws = ws
         slot.last_rx = slot.last_message = aio.now()
-        tx = slot.tx
+        tx = slot.tx_mv  # a view: an oversized answer raises instead of growing the buffer
         n = _put(tx, 0, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n")
         n = _put(tx, n, b"Connection: Upgrade\r\nSec-WebSocket-Accept: ")
         n = _put(tx, n, accept_key)
