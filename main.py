@@ -53,17 +53,24 @@ async def chat(ws):
 
 def page(req):
     try:
-        with open("www/index.html", "rb") as f:
-            return 200, "text/html; charset=utf-8", f.read()
+        f = open("www/index.html", "rb")
     except OSError:
         return 200, "text/plain", "Stormproof: WebSocket at /ws, numbers at /stats"
+    return 200, "text/html; charset=utf-8", chunks(f)
+
+
+def chunks(f):
+    # The page leaves in small pieces: a reload storm never needs a block the
+    # size of the whole page.
+    with f:
+        while True:
+            piece = f.read(256)
+            if not piece:
+                return
+            yield piece
 
 
 def stats(req):
-    if req.query == "heap":  # the heap's block map, for hunting fragmentation
-        import micropython
-
-        micropython.mem_info(1)
     return 200, "application/json", server.stats_json()
 
 

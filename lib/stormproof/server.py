@@ -585,7 +585,7 @@ class Server:
 
     async def _respond(self, pend, status, body, extra=b"", ctype="text/plain", head_only=False):
         """Answer and let the connection close. `body` is str, bytes, or an
-        iterable of str pieces, streamed through the request buffer without
+        iterable of str/bytes pieces, streamed through the request buffer without
         a Content-Length (the close ends it) so a long answer never needs
         one long allocation."""
         sock = pend.sock
@@ -607,7 +607,8 @@ class Server:
         buf = pend.buf  # the request is parsed: its buffer is free for the answer
         n = 0
         for piece in body:
-            piece = piece.encode()
+            if isinstance(piece, str):
+                piece = piece.encode()
             if n + len(piece) > len(buf):
                 await self._write_all(sock, memoryview(buf)[:n])
                 n = 0
