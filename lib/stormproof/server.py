@@ -14,6 +14,7 @@ itself: it cancels the connection's task, whose close path does the rest.
 import asyncio
 import gc
 import socket
+import sys
 import time
 
 from micropython import const
@@ -27,7 +28,7 @@ from .websocket import ConnectionClosed, WebSocket
 
 _EAGAIN = const(11)
 _ACCEPT_BATCH = const(8)
-_IPPROTO_TCP = const(6)  # the same numbers on Linux and lwIP
+_IPPROTO_TCP = const(6)  # Linux's numbers, for the unix port
 _TCP_NODELAY = const(1)
 _LINGER_MS = const(1000)
 _LINGER_IDLE_MS = const(100)
@@ -129,6 +130,7 @@ class Server:
         )  # fmt: skip
         if cfg.gc_threshold:
             gc.threshold(cfg.gc_threshold if cfg.gc_threshold > 0 else gc.mem_free() // 2)
+        self._nodelay = _nodelay_option()
         self._listener = None
         self._serve_task = None
         self._refusal_turn = 0
@@ -252,13 +254,14 @@ class Server:
         stats.accepted += 1
         stats.sockets_open += 1
         sock.setblocking(False)
-        try:
-            # TCP_NODELAY: a message longer than the tx buffer leaves as several
-            # frames, and Nagle would hold each one back until the client's
-            # delayed ACK (40 ms) of the one before.
-            sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
-        except OSError:
-            pass  # not every port lets us; messages still arrive, only later
+        if self._nodelay:
+            try:
+                # TCP_NODELAY: a message longer than the tx buffer leaves as
+                # several frames, and Nagle would hold each one back until the
+                # client's delayed ACK (40 ms) of the one before.
+                sock.setsockopt(self._nodelay[0], self._nodelay[1], 1)
+            except OSError:
+                pass  # messages still arrive, only later
         pend = self._free_pending()
         if pend is None:
             stats.refused_busy += 1
@@ -767,6 +770,21 @@ class Server:
 
 
 _SCRATCH = bytearray(256)  # shared sink for discarded input; its content is never read
+
+
+def _nodelay_option():
+    """(level, option) for TCP_NODELAY where setting it works, else None.
+
+    Firmware whose socket module names TCP_NODELAY implements it; the unix
+    port passes any option to the kernel (Linux numbers). Older ESP32
+    firmware prints a warning for every unknown option, once per connection:
+    there it is better left alone.
+    """
+    if hasattr(socket, "TCP_NODELAY"):
+        return (socket.IPPROTO_TCP, socket.TCP_NODELAY)  # pyright: ignore[reportAttributeAccessIssue]
+    if sys.platform == "linux":
+        return (_IPPROTO_TCP, _TCP_NODELAY)
+    return None
 
 
 def _put(buf, off, data):
