@@ -25,6 +25,7 @@ from wsutil import (
     get_stats,
     http,
     parse_response,
+    read_head,
     reluctant_reader,
     upgrade_request,
 )
@@ -85,12 +86,7 @@ def test_burst_beyond_capacity(quiet):
         socks[i] = s
         go.wait()
         s.sendall(upgrade_request(quiet))
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_head(s)
         results[i] = parse_response(data) if data else (None, {}, b"")
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(burst)]

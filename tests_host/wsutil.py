@@ -52,18 +52,24 @@ def recv_until_closed(s: socket.socket, limit: int = 1 << 20) -> bytes:
     raise AssertionError("server kept sending")
 
 
+def read_head(s: socket.socket) -> bytes:
+    """Bytes up to the end of a response head (or EOF), and what came with them."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def http(target: Target, raw: bytes, timeout: float = IO_TIMEOUT) -> tuple[int, dict, bytes]:
     """Send a raw request; return (status, headers, body) of the response.
     A 101 returns as soon as its head is in; anything else is read to EOF
     (the server answers with Connection: close)."""
     with connect(target, timeout) as s:
         s.sendall(raw)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_head(s)
         if not data.startswith(b"HTTP/1.1 101 "):
             data += recv_until_closed(s)
     return parse_response(data)

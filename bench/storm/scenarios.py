@@ -61,6 +61,12 @@ def refused_or_failed(ctx: Ctx, name: str, e: BaseException) -> None:
         ctx.record(name, "failed", why=describe(e))
 
 
+def record_status(ctx: Ctx, name: str, status: int) -> None:
+    """An upgrade answered with something else than 101: a 503 is admission
+    control doing its job, anything else a failure."""
+    ctx.record(name, "refused" if status == 503 else "failed", why=f"HTTP {status}")
+
+
 async def raw_upgrade(ctx: Ctx, path: str, rcvbuf: int = 0):
     """(status, headers, reader, writer) of a raw handshake; the caller hangs up."""
     reader, writer = await open_stream(ctx.host, ctx.port, ctx.io_timeout, rcvbuf)
@@ -167,9 +173,7 @@ async def abrupt(ctx: Ctx) -> None:
             status, _, _, writer = await raw_upgrade(ctx, ctx.ws_path)
             if status != 101:
                 hang_up(writer, reset=False)
-                return ctx.record(
-                    "abrupt", "refused" if status == 503 else "failed", why=f"HTTP {status}"
-                )
+                return record_status(ctx, "abrupt", status)
             data = frame(BINARY, os.urandom(ctx.rng.randrange(2, 600)))
             cut = data[: ctx.rng.randrange(1, len(data))]
         else:
@@ -200,9 +204,7 @@ async def halfopen(ctx: Ctx) -> None:
         return ctx.record("halfopen", "failed", why=describe(e))
     try:
         if status != 101:
-            return ctx.record(
-                "halfopen", "refused" if status == 503 else "failed", why=f"HTTP {status}"
-            )
+            return record_status(ctx, "halfopen", status)
         writer.transport.pause_reading()  # really silent: let the kernel buffers fill
         ctx.record("halfopen", "ok", t0)
         await asyncio.sleep(max(0.0, min(ctx.rng.uniform(ctx.hold / 2, ctx.hold), ctx.remaining())))
@@ -221,9 +223,7 @@ async def slowread(ctx: Ctx) -> None:
         return ctx.record("slowread", "failed", why=describe(e))
     try:
         if status != 101:
-            return ctx.record(
-                "slowread", "refused" if status == 503 else "failed", why=f"HTTP {status}"
-            )
+            return record_status(ctx, "slowread", status)
         slow.transport.pause_reading()
         if not await ctx.limiter.take(ctx.deadline):
             return
@@ -307,9 +307,7 @@ async def hostile(ctx: Ctx) -> None:
         return ctx.record("hostile", "failed", why=describe(e))
     try:
         if status != 101:
-            return ctx.record(
-                "hostile", "refused" if status == 503 else "failed", why=f"HTTP {status}"
-            )
+            return record_status(ctx, "hostile", status)
         writer.write(data)
         await writer.drain()
         code = await expect_close(reader, ctx.io_timeout)

@@ -19,12 +19,12 @@ import time
 
 from micropython import const
 
-from . import aio, codec, handshake, utf8
+from . import aio, codec, handshake
 from .aio import wait_readable, wait_writable
 from .config import Config
 from .log import Log
 from .stats import Stats
-from .websocket import ConnectionClosed, WebSocket
+from .websocket import ConnectionClosed, WebSocket, message_opcode
 
 _EAGAIN = const(11)
 _ACCEPT_BATCH = const(8)
@@ -740,13 +740,9 @@ class Server:
         everyone wait, and one that stops reading altogether is closed by
         send_timeout. Returns (sent, dropped). At most broadcast_max bytes.
         """
+        op = message_opcode(data, text)
         if isinstance(data, str):
             data = data.encode()
-            op = codec.OP_BINARY if text is False else codec.OP_TEXT
-        else:
-            op = codec.OP_TEXT if text else codec.OP_BINARY
-            if text and utf8.scan(data, 0, len(data), utf8.ACCEPT) != utf8.ACCEPT:
-                raise ValueError("text message is not valid UTF-8")
         n = len(data)
         if n > self.broadcast_max:
             raise ValueError("broadcast message over broadcast_max bytes")

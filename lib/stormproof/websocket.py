@@ -162,14 +162,9 @@ class WebSocket:
         (A plain function handing back the one coroutine that does the work:
         one object less per message.)
         """
+        op = message_opcode(data, text)
         if isinstance(data, str):
             data = data.encode()
-            op = codec.OP_BINARY if text is False else codec.OP_TEXT
-        else:
-            op = codec.OP_TEXT if text else codec.OP_BINARY
-            if text and utf8.scan(data, 0, len(data), utf8.ACCEPT) != utf8.ACCEPT:
-                # The client would have to fail the connection with 1007.
-                raise ValueError("text message is not valid UTF-8")
         return self._send_frame(op, data, len(data))
 
     def ping(self, payload=b""):
@@ -427,6 +422,19 @@ class WebSocket:
                     return
             except OSError:
                 return
+
+
+def message_opcode(data, text):
+    """Text or binary: str is text unless text=False, bytes-like is binary
+    unless text=True, and then it must be UTF-8 (ValueError otherwise: the
+    client would have to fail the connection with 1007)."""
+    if isinstance(data, str):
+        return codec.OP_BINARY if text is False else codec.OP_TEXT
+    if not text:
+        return codec.OP_BINARY
+    if utf8.scan(data, 0, len(data), utf8.ACCEPT) != utf8.ACCEPT:
+        raise ValueError("text message is not valid UTF-8")
+    return codec.OP_TEXT
 
 
 def _truncate_utf8(b, limit):
