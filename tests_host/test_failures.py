@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from conftest import ServerProcess, settle
-from wsutil import RawWS, Target, close_payload, frame, get_stats
+from wsutil import IO_TIMEOUT, RawWS, Target, close_payload, frame, get, get_stats
 
 TEXT, CLOSE = 1, 8
 APP = Path(__file__).parent / "mp" / "hungry_app.py"
@@ -81,3 +82,30 @@ def test_sending_invalid_utf8_as_text_is_refused_not_sent(hungry):
         ws.send(frame(2, b"\xed\xa0\x80"))  # a surrogate: never valid UTF-8
         op, data = ws.recv_message()
         assert op == TEXT and data.startswith(b"refused: text message is not valid UTF-8")
+
+
+def test_close_path_after_a_memory_error_allocates_nothing(hungry):
+    """The handler fills the heap to the last block and then runs out: the
+    connection is still closed 1013 and counted, and no exception escapes
+    its task (the close path must not need the memory that just ran out)."""
+    proc = hungry.process
+    before = get_stats(hungry)
+    mark = len(proc.lines)
+    with RawWS(at(hungry, "/hoard")) as ws:
+        ws.send(frame(TEXT, b"go"))
+        assert ws.expect_close()[0] == 1013
+        ws.expect_eof()
+    # Until the test app gives its hoard back, even /stats is refused: 503.
+    deadline = time.monotonic() + IO_TIMEOUT
+    while (status := get(hungry, "/stats")[0]) == 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status == 200
+    st = settle(hungry)
+    assert st["memory_errors"] >= before["memory_errors"] + 1
+    assert st["close_reasons"]["memory"] == before["close_reasons"]["memory"] + 1
+    assert not [ln for ln in proc.lines[mark:] if "Traceback" in ln or "exception" in ln], (
+        proc.lines[mark:]
+    )
+    with RawWS(at(hungry, "/ws")) as ws:
+        ws.send(frame(TEXT, b"after"))
+        assert ws.recv_message() == (TEXT, b"after")

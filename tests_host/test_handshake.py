@@ -225,3 +225,132 @@ def test_too_much_data_before_the_101_is_refused(quiet):
     status, _, body = http(quiet, raw)
     assert status == 400
     assert b"before the handshake" in body
+
+
+# ---- found by the hostile review (issue 11) ----------------------------------
+
+
+def test_long_token_lists_are_scanned_in_place(quiet):
+    """A ~1 KB Upgrade list, or 150 subprotocols offered, is just a request:
+    the server answers it without splitting the header into strings."""
+    from wsutil import get_stats
+
+    before = get_stats(quiet)
+    tokens = ",".join(f"q{i:03x}" for i in range(190))
+    status, _, body = http(
+        quiet, f"GET /stats HTTP/1.1\r\nHost: x\r\nUpgrade: {tokens}\r\n\r\n".encode()
+    )
+    assert status == 200 and body.startswith(b"{")
+    offered = ",".join(f"p{i:02x}" for i in range(150)) + ",echo"
+    status, headers, _ = upgrade(quiet, {"Sec-WebSocket-Protocol": offered})
+    assert status == 101
+    assert headers["sec-websocket-protocol"] == "echo"
+    assert get_stats(quiet)["memory_errors"] == before["memory_errors"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n", b"G\xc3\xa9T / HTTP/1.1\r\nHost: x\r\n\r\n",
+     b"GET /stats?\xfe HTTP/1.1\r\nHost: x\r\n\r\n"],
+)  # fmt: skip
+def test_non_ascii_request_line_is_400_and_counted(quiet, raw):
+    from wsutil import get_stats
+
+    before = get_stats(quiet)
+    assert http(quiet, raw)[0] == 400
+    assert get_stats(quiet)["refused_bad"] == before["refused_bad"] + 1
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Upgrade",
+        "Connection",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+        "Sec-WebSocket-Protocol",
+    ],
+)
+def test_invalid_bytes_in_handshake_headers_are_400_and_counted(quiet, header):
+    from wsutil import get_stats, upgrade_request
+
+    raw = upgrade_request(quiet, extra="Sec-WebSocket-Protocol: echo\r\n")
+    lines = raw.split(b"\r\n")
+    for i, line in enumerate(lines):
+        if line.lower().startswith(header.lower().encode() + b":"):
+            lines[i] = line + b"\xff"
+    before = get_stats(quiet)
+    assert http(quiet, b"\r\n".join(lines))[0] == 400
+    assert get_stats(quiet)["refused_bad"] == before["refused_bad"] + 1
+
+
+def test_head_ending_in_lf_crlf_is_complete(quiet):
+    status, _, body = http(quiet, b"GET /stats HTTP/1.1\r\nHost: x\n\r\n")
+    assert status == 200 and body.startswith(b"{")
+
+
+def test_empty_line_before_the_request_line_is_ignored(quiet):
+    status, _, body = http(quiet, b"\r\nGET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 200 and body.startswith(b"{")
+
+
+def test_overlong_target_is_414(quiet):
+    raw = b"GET /" + b"a" * 1100 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    from wsutil import connect
+
+    with connect(quiet) as s:
+        try:
+            s.sendall(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        status, _, _ = parse_response(recv_until_closed(s))
+    assert status == 414
+
+
+def test_request_max_holds_whichever_buffer_reads_the_request(quiet):
+    """With the handshake pool busy a request is read in a free slot's bigger
+    buffer; the limit is still request_max."""
+    from wsutil import connect, get_stats
+
+    limit = 1024  # request_max, the default
+    stallers = [connect(quiet) for _ in range(get_stats(quiet)["handshakes_total"])]
+    try:
+        for s in stallers:
+            s.sendall(b"GET / HTTP/1.1\r\n")
+        raw = b"GET /stats HTTP/1.1\r\nHost: x\r\nX-Fill: " + b"a" * (limit + 500) + b"\r\n\r\n"
+        with connect(quiet) as s:
+            try:
+                s.sendall(raw)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            status, _, _ = parse_response(recv_until_closed(s))
+        assert status == 431
+    finally:
+        for s in stallers:
+            s.close()
+
+
+@pytest.mark.parametrize("path", ["/stats", "/"])
+def test_plain_page_asked_with_upgrade_headers_is_served(quiet, path):
+    from wsutil import upgrade_request
+
+    status, _, body = http(quiet, upgrade_request(quiet, path=path))
+    assert status == 200
+    assert body
+
+
+@pytest.mark.local_only
+def test_handshake_timeout_answers_408_to_a_partial_request(spawn):
+    """A request that started but never finished gets 408; a connection that
+    never sent a byte (a browser's preconnect) is closed without a word."""
+    from wsutil import connect, get_stats
+
+    t = spawn(handshake_timeout=400)
+    partial = connect(t)
+    silent = connect(t)
+    partial.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+    assert parse_response(recv_until_closed(partial))[0] == 408
+    assert recv_until_closed(silent) == b""
+    partial.close()
+    silent.close()
+    assert get_stats(t)["refused_timeout"] == 2

@@ -94,8 +94,3 @@ else:
 def now() -> int:
     """time.ticks_ms(), never 0: a deadline field holding 0 means "not started"."""
     return time.ticks_ms() | 1  # pyright: ignore[reportOperatorIssue]
-
-
-def since(t: int) -> int:
-    """Milliseconds from t until now, correct across the tick counter's wrap."""
-    return time.ticks_diff(time.ticks_ms(), t)

@@ -315,11 +315,6 @@ class FrameParser:
         return EV_CLOSE
 
 
-def header_size(n):
-    """Bytes a server frame header takes for an n-byte payload (unmasked)."""
-    return 2 if n < 126 else (4 if n < 65536 else 10)
-
-
 def write_header(buf, off, op, n, fin=True):
     """Write an unmasked server frame header at buf[off:]; return its size."""
     buf[off] = (0x80 if fin else 0) | op

@@ -22,7 +22,7 @@ class Config:
     host = "0.0.0.0"
     port = 80
     max_clients = 4  # open WebSocket connections (slots), each with fixed buffers
-    handshakes = 2  # connections reading their HTTP request in the separate pool
+    handshakes = 1  # request buffers of the separate pool (requests are also read in free slots' buffers)
     socket_budget = 10  # sockets the device allows in all (ESP32: 10 lwIP sockets)
     reserved_sockets = 2  # sockets the application keeps for itself (WebREPL, NTP, ...)
     max_message = 4096  # largest message accepted (1009 above); a slot's message buffer

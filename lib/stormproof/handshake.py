@@ -1,8 +1,10 @@
 """HTTP/1.1 request parsing and the WebSocket opening handshake (RFC 6455 section 4).
 
 Pure: it works on a request already read into a fixed buffer and never
-touches a socket. Header values are looked up in that buffer on demand, so
-a request costs no allocation beyond the few strings a caller asks for.
+touches a socket. Header values are looked up and token lists scanned in
+that buffer, in place, so a hostile request (a thousand list elements, bytes
+that are not text) costs no allocation; strings are made only for the
+request line and for the few headers a caller asks for.
 """
 
 import binascii
@@ -13,7 +15,8 @@ from micropython import const
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEADERS = const(40)
 _MAX_REQUEST_LINE = const(1024)
-_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_LF = const(10)
+_CR = const(13)
 
 
 class HandshakeError(Exception):
@@ -26,21 +29,66 @@ class HandshakeError(Exception):
         self.extra = extra
 
 
+def skip_empty_lines(buf, n):
+    """Index of the first byte of buf[:n] that is not CR or LF: RFC 9112 2.2
+    asks a server to ignore empty lines before the request line."""
+    i = 0
+    while i < n and (buf[i] == _CR or buf[i] == _LF):
+        i += 1
+    return i
+
+
 def find_end(buf, n):
-    """Index just past the blank line ending the headers in buf[:n], or -1."""
-    i = buf.find(b"\r\n\r\n", 0, n)
-    if i >= 0:
-        return i + 4
-    i = buf.find(b"\n\n", 0, n)  # bare LF line ends are tolerated (RFC 9112 2.2)
-    return i + 2 if i >= 0 else -1
+    """Index just past the empty line ending the head in buf[:n], or -1.
 
-
-def _lower(c):
-    return c + 32 if 65 <= c <= 90 else c
+    Lines may end in CRLF or in a bare LF (RFC 9112 2.2 tolerates it), so the
+    head ends at LF LF or LF CR LF, whichever way the last header line ended.
+    """
+    i = skip_empty_lines(buf, n)
+    while True:
+        i = buf.find(b"\n", i, n)
+        if i < 0 or i + 1 >= n:
+            return -1
+        c = buf[i + 1]
+        if c == _LF:
+            return i + 2
+        if c == _CR:
+            if i + 2 >= n:
+                return -1
+            if buf[i + 2] == _LF:
+                return i + 3
+        i += 1
 
 
 def _is_space(c):
     return c == 32 or c == 9
+
+
+def _visible(buf, a, b, space):
+    """Are buf[a:b] all printable ASCII? (`space`: are SP and HTAB allowed.)
+    Field values may carry obs-text, but none of the handshake's may."""
+    while a < b:
+        c = buf[a]
+        if not (33 <= c <= 126 or (space and _is_space(c))):
+            return False
+        a += 1
+    return True
+
+
+def _same(buf, a, b, word, fold):
+    """buf[a:b] == word (bytes), ASCII case folded in buf when `fold`."""
+    if b - a != len(word):
+        return False
+    i = 0
+    while a < b:
+        c = buf[a]
+        if fold and 65 <= c <= 90:
+            c += 32  # ASCII lowercase
+        if c != word[i]:
+            return False
+        a += 1
+        i += 1
+    return True
 
 
 class Request:
@@ -52,50 +100,53 @@ class Request:
         self.method = ""
         self.path = ""
         self.query = ""
+        self.http10 = False
         self._lines = 0  # start of the first header line
         self._parse()
 
     def _parse(self):
         buf = self.buf
-        eol = buf.find(b"\n", 0, self.end)
-        if eol > _MAX_REQUEST_LINE:
+        end = self.end
+        start = skip_empty_lines(buf, end)
+        eol = buf.find(b"\n", start, end)
+        stop = eol - 1 if eol > start and buf[eol - 1] == _CR else eol
+        if stop - start > _MAX_REQUEST_LINE:
             raise HandshakeError(414, "request line too long")
-        line = bytes(buf[0:eol]).rstrip(b"\r")
-        parts = line.split(b" ")
-        if len(parts) != 3 or not parts[0] or not parts[1]:
+        # method SP target SP version, each visible ASCII (RFC 9112 3).
+        sp1 = buf.find(b" ", start, stop)
+        sp2 = buf.find(b" ", sp1 + 1, stop) if sp1 > start else -1
+        if sp2 <= sp1 + 1 or sp2 + 1 >= stop or buf.find(b" ", sp2 + 1, stop) >= 0:
             raise HandshakeError(400, "malformed request line")
-        version = parts[2]
-        if version[:7] != b"HTTP/1.":
+        if not (_visible(buf, start, sp1, False) and _visible(buf, sp1 + 1, sp2, False)
+                and _visible(buf, sp2 + 1, stop, False)):  # fmt: skip
+            raise HandshakeError(400, "request line is not printable ASCII")
+        if not _same(buf, sp2 + 1, min(sp2 + 8, stop), b"HTTP/1.", False):
             raise HandshakeError(505, "HTTP/1.1 required")
-        if version != b"HTTP/1.1":
-            # RFC 6455 4.1 needs 1.1 for the upgrade; plain pages are served
-            # to 1.0 clients too.
-            self.http10 = True
-        else:
-            self.http10 = False
-        self.method = parts[0].decode()
-        target = parts[1]
-        if target[:1] != b"/":
+        # RFC 6455 4.1 needs 1.1 for the upgrade; plain pages are served to 1.0 too.
+        self.http10 = not _same(buf, sp2 + 1, stop, b"HTTP/1.1", False)
+        self.method = str(buf[start:sp1], "ascii")
+        a = sp1 + 1
+        if buf[a] != 47:  # '/'
             # Absolute form (RFC 9112 3.2.2), e.g. via a proxy: keep the path.
-            slash = target.find(b"/", target.find(b"://") + 3) if b"://" in target else -1
-            if slash < 0:
+            scheme = buf.find(b"://", a, sp2)
+            a = buf.find(b"/", scheme + 3, sp2) if scheme > a else -1
+            if a < 0:
                 raise HandshakeError(400, "request target is not a path")
-            target = target[slash:]
-        q = target.find(b"?")
+        q = buf.find(b"?", a, sp2)
         if q >= 0:
-            self.query = target[q + 1 :].decode()
-            target = target[:q]
-        self.path = target.decode()
+            self.query = str(buf[q + 1 : sp2], "ascii")
+        else:
+            q = sp2
+        self.path = str(buf[a:q], "ascii")
         self._lines = eol + 1
         # Validate header syntax once, so later lookups can trust it.
         count = 0
         pos = self._lines
-        end = self.end
         while pos < end:
             nl = buf.find(b"\n", pos, end)
             if nl < 0:
                 nl = end
-            stop = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
+            stop = nl - 1 if nl > pos and buf[nl - 1] == _CR else nl
             if stop == pos:
                 break  # the blank line
             if _is_space(buf[pos]):
@@ -119,27 +170,24 @@ class Request:
             nl = buf.find(b"\n", pos, end)
             if nl < 0:
                 nl = end
-            stop = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl
+            stop = nl - 1 if nl > pos and buf[nl - 1] == _CR else nl
             if stop == pos:
                 return None
-            if pos + ln < stop and buf[pos + ln] == 58:  # ':'
-                i = 0
-                while i < ln and _lower(buf[pos + i]) == name[i]:
-                    i += 1
-                if i == ln:
-                    a = pos + ln + 1
-                    while a < stop and _is_space(buf[a]):
-                        a += 1
-                    b = stop
-                    while b > a and _is_space(buf[b - 1]):
-                        b -= 1
-                    return a, b, nl + 1
+            if pos + ln < stop and buf[pos + ln] == 58 and _same(buf, pos, pos + ln, name, True):  # ':'
+                a = pos + ln + 1
+                while a < stop and _is_space(buf[a]):
+                    a += 1
+                b = stop
+                while b > a and _is_space(buf[b - 1]):
+                    b -= 1
+                return a, b, nl + 1
             pos = nl + 1
         return None
 
     def header(self, name):
         """The value of header `name` (case-insensitive) as str, or None.
-        Repeated headers are joined with ', ' as RFC 9110 5.3 allows."""
+        Repeated headers are joined with ', ' as RFC 9110 5.3 allows.
+        A value that is not UTF-8 refuses the request (400)."""
         key = name.lower().encode()
         span = self._value_span(key, self._lines)
         if span is None:
@@ -149,30 +197,49 @@ class Request:
         while span is not None:
             value += b", " + bytes(self.buf[span[0] : span[1]])
             span = self._value_span(key, span[2])
-        return value.decode()
+        try:
+            return value.decode()
+        except UnicodeError:
+            raise HandshakeError(400, "header %s is not UTF-8" % name)
 
     def header_count(self, name):
-        key = name.lower().encode()
+        """How many `name` header lines there are (name: lowercase bytes)."""
         n = 0
-        span = self._value_span(key, self._lines)
+        span = self._value_span(name, self._lines)
         while span is not None:
             n += 1
-            span = self._value_span(key, span[2])
+            span = self._value_span(name, span[2])
         return n
 
-    def has_token(self, name, token):
-        """Does the comma-separated header `name` contain `token` (case-insensitive)?"""
-        value = self.header(name)
-        if value is None:
-            return False
-        token = token.lower()
-        for part in value.split(","):
-            if part.strip().lower() == token:
-                return True
-        return False
+    def has_token(self, name, token, fold=True):
+        """Is `token` an element of the comma-separated header `name`, in any of
+        its lines? name and token: lowercase bytes; `fold`: compare ignoring
+        ASCII case (Upgrade, Connection), or exactly (subprotocols). Scanned
+        in place; a value that is not printable ASCII refuses the request (400)."""
+        buf = self.buf
+        found = False
+        span = self._value_span(name, self._lines)
+        while span is not None:
+            a, b, nxt = span
+            if not _visible(buf, a, b, True):
+                raise HandshakeError(400, "%s header is not printable ASCII" % name.decode())
+            while a < b and not found:
+                c = buf.find(b",", a, b)
+                if c < 0:
+                    c = b
+                s = a
+                while s < c and _is_space(buf[s]):
+                    s += 1
+                e = c
+                while e > s and _is_space(buf[e - 1]):
+                    e -= 1
+                found = _same(buf, s, e, token, fold)
+                a = c + 1
+            span = self._value_span(name, nxt)
+        return found
 
     def is_upgrade(self):
-        return self.has_token("upgrade", "websocket")
+        return self.has_token(b"upgrade", b"websocket")
 
 
 def check_upgrade(req):
@@ -182,38 +249,47 @@ def check_upgrade(req):
         raise HandshakeError(405, "WebSocket upgrade needs GET", b"Allow: GET\r\n")
     if req.http10:
         raise HandshakeError(400, "WebSocket upgrade needs HTTP/1.1")
-    if req.header_count("host") != 1:
+    if req.header_count(b"host") != 1:
         raise HandshakeError(400, "exactly one Host header required")
-    if not req.has_token("connection", "upgrade"):
+    if not req.has_token(b"connection", b"upgrade"):
         raise HandshakeError(400, "Connection header lacks 'upgrade'")
-    if req.header_count("sec-websocket-version") != 1 or req.header("sec-websocket-version") != "13":
+    buf = req.buf
+    span = req._value_span(b"sec-websocket-version", req._lines)
+    if span is not None and not _visible(buf, span[0], span[1], True):
+        raise HandshakeError(400, "Sec-WebSocket-Version is not printable ASCII")
+    if (
+        span is None
+        or req._value_span(b"sec-websocket-version", span[2]) is not None
+        or not _same(buf, span[0], span[1], b"13", False)
+    ):
         raise HandshakeError(426, "unsupported WebSocket version", b"Sec-WebSocket-Version: 13\r\n")
-    if req.header_count("sec-websocket-key") != 1:
+    span = req._value_span(b"sec-websocket-key", req._lines)
+    if span is None or req._value_span(b"sec-websocket-key", span[2]) is not None:
         raise HandshakeError(400, "exactly one Sec-WebSocket-Key required")
-    key = req.header("sec-websocket-key")
-    if not key_valid(key):
+    if not key_valid(buf, span[0], span[1]):
         raise HandshakeError(400, "Sec-WebSocket-Key is not 16 bytes in base64")
-    return accept_key(key)
-
-
-def key_valid(key):
-    # a2b_base64 skips characters it does not know, so check the form first:
-    # 16 bytes are exactly 22 base64 digits and '=='.
-    if key is None or len(key) != 24 or key[22:] != "==":
-        return False
-    for c in key[:22].encode():
-        if _B64.find(bytes((c,))) < 0:
-            return False
-    return len(binascii.a2b_base64(key)) == 16
-
-
-def accept_key(key):
-    digest = hashlib.sha1(key.encode() + _GUID).digest()
+    req.has_token(b"sec-websocket-protocol", b",", False)  # checks it now, before a slot is taken
+    digest = hashlib.sha1(bytes(buf[span[0] : span[1]]) + _GUID).digest()
     return binascii.b2a_base64(digest, newline=False)
 
 
-def offered_subprotocols(req):
-    value = req.header("sec-websocket-protocol")
-    if not value:
-        return []
-    return [p.strip() for p in value.split(",") if p.strip()]
+def key_valid(buf, a, b):
+    # 16 bytes are exactly 22 base64 digits and '=='. (a2b_base64 would skip
+    # characters it does not know, so the form is checked by hand.)
+    if b - a != 24 or buf[a + 22] != 61 or buf[a + 23] != 61:  # '='
+        return False
+    while a < b - 2:
+        c = buf[a]
+        if not (65 <= c <= 90 or 97 <= c <= 122 or 48 <= c <= 57 or c == 43 or c == 47):
+            return False
+        a += 1
+    return True
+
+
+def choose_subprotocol(req, protocols):
+    """The first of the server's `protocols` (str, in its order of preference)
+    that the client offers, or None. Compared exactly (RFC 6455 4.2.2)."""
+    for p in protocols:
+        if req.has_token(b"sec-websocket-protocol", p.encode(), False):
+            return p
+    return None

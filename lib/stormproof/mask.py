@@ -1,4 +1,5 @@
-"""Client-to-server unmasking (RFC 6455 section 5.3), never a per-byte Python loop."""
+"""Byte kernels: client-to-server unmasking (RFC 6455 section 5.3) and plain
+copies, never a per-byte Python loop and never a temporary object."""
 
 import micropython
 
@@ -25,9 +26,22 @@ def _unmask_copy(dst: ptr8, doff: int, src: ptr8, soff: int, n: int, key: ptr8, 
     return (phase + n) & 3
 
 
+@micropython.viper
+def _copy(dst: ptr8, doff: int, src: ptr8, soff: int, n: int):
+    """dst[doff:doff+n] = src[soff:soff+n], for any buffer, str included,
+    without the slice objects and copies a Python slice makes."""
+    i = 0
+    while i < n:
+        dst[doff + i] = src[soff + i]
+        i += 1
+
+
 if TYPE_CHECKING:
     # What callers pass: any buffer. (Viper's ptr8 takes all of them.)
     def unmask_copy(dst: bytearray, doff: int, src, soff: int, n: int, key: bytearray, phase: int) -> int: ...
 
+    def copy(dst: bytearray, doff: int, src, soff: int, n: int) -> None: ...
+
 else:
     unmask_copy = _unmask_copy
+    copy = _copy

@@ -23,17 +23,19 @@ from . import aio, codec, handshake
 from .aio import wait_readable, wait_writable
 from .config import Config
 from .log import Log
-from .stats import Stats
+from .stats import ITEMS, Stats
 from .websocket import ConnectionClosed, WebSocket, message_opcode
 
 _EAGAIN = const(11)
 _ACCEPT_BATCH = const(8)
 _IPPROTO_TCP = const(6)  # Linux's numbers, for the unix port
 _TCP_NODELAY = const(1)
+_ACCEPT_HEADROOM = const(512)
 _LINGER_MS = const(1000)
 _LINGER_IDLE_MS = const(100)
 _LINGER_STEP_MS = const(20)
 _RESPONSE_HEAD = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sConnection: close\r\nCache-Control: no-store\r\n%s\r\n"
+_STATS_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n"
 _STATUS = {
     101: "Switching Protocols", 200: "OK", 400: "Bad Request", 403: "Forbidden",
     404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
@@ -94,10 +96,12 @@ class Pending:
 
     def clear(self):
         self.sock: "socket.socket | None" = None
-        self.remote: "tuple | None" = None
+        self.addr = None  # what accept() gave
         self.task: "asyncio.Task | None" = None
         self.started = 0
         self.expired = False
+        self.got = 0  # request bytes read so far
+        self.answered = False  # a response has begun: linger before closing
         self.rx_extra = 0  # bytes after the request head (early frames)
 
 
@@ -107,6 +111,7 @@ class Server:
         self.config = cfg.validate()
         self.log = log or Log(cfg.log_level)
         self.stats = Stats(cfg.max_clients, cfg.handshakes, cfg.max_message)
+        self.stats.log = self.log
         self._http_routes = {}
         self._ws_routes = {}
         # Everything that lives as long as the server is allocated here, at
@@ -121,6 +126,7 @@ class Server:
         # Every handshake carrier, the pool's and the slots' own.
         self._carriers = self.pending + [s.pending for s in self.slots if s.pending is not None]
         self._refusals = self._prebuild_refusals()
+        self._timeout_answer = _prebuilt(408, b"the request did not arrive in time\n", "")
         gc.collect()
         per = cfg.slot_bytes()
         self.log.info(
@@ -130,7 +136,16 @@ class Server:
         )  # fmt: skip
         if cfg.gc_threshold:
             gc.threshold(cfg.gc_threshold if cfg.gc_threshold > 0 else gc.mem_free() // 2)
-        self._nodelay = _nodelay_option()
+        # TCP_NODELAY where setting it works: firmware whose socket module
+        # names it implements it; the unix port passes any option to the
+        # kernel (Linux numbers). Older ESP32 firmware prints a warning for
+        # every unknown option, once per connection: there it is left alone.
+        if hasattr(socket, "TCP_NODELAY"):
+            self._nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY)  # pyright: ignore[reportAttributeAccessIssue]
+        elif sys.platform == "linux":
+            self._nodelay = (_IPPROTO_TCP, _TCP_NODELAY)
+        else:
+            self._nodelay = None
         self._listener = None
         self._serve_task = None
         self._refusal_turn = 0
@@ -208,7 +223,7 @@ class Server:
                 self._abort(slot, codec.CLOSE_GOING_AWAY, "server shutting down", "shutdown")
         # Let each connection run its close path, bounded by close_timeout.
         start = aio.now()
-        while self.stats.sockets_open and aio.since(start) < self.config.close_timeout + 500:
+        while self.stats.sockets_open and time.ticks_diff(time.ticks_ms(), start) < self.config.close_timeout + 500:
             await asyncio.sleep_ms(20)
         self.log.info("stopped; %d sockets still open", self.stats.sockets_open)
 
@@ -242,6 +257,13 @@ class Server:
         at once. 1 when one was taken, 0 when none was waiting, -1 when
         accept() failed for want of sockets."""
         stats = self.stats
+        # accept() allocates the socket object after the kernel has handed
+        # over the connection: failing then would lose it, fd and all. With
+        # the heap that low, the client waits in the listen backlog instead.
+        if gc.mem_free() < _ACCEPT_HEADROOM:
+            gc.collect()
+            if gc.mem_free() < _ACCEPT_HEADROOM:
+                return -1
         try:
             sock, addr = lsock.accept()
         except OSError as e:
@@ -265,37 +287,29 @@ class Server:
         pend = self._free_pending()
         if pend is None:
             stats.refused_busy += 1
-            self._refuse_now(sock)
+            # No buffer is spent: a prebuilt answer, written without waiting.
+            self._answer_now(sock, self._next_refusal())
+            self._close_raw(sock)
             return 1
         pend.sock = sock
         pend.started = aio.now()
         stats.handshakes_in_use += 1
-        pend.remote = _remote(addr)
+        pend.addr = addr
         pend.task = asyncio.create_task(self._connection(pend))
         return 1
 
     def _accept_failed(self, e):
-        stats = self.stats
         if isinstance(e, MemoryError):
-            stats.memory_errors += 1
-            self.log.warn("accept: out of memory (%d B free)", gc.mem_free())
-        else:
-            self.log.error("accept loop: %r", e)
-        # A carrier that got its socket but not its task would leak both.
+            self.stats.memory_errors += 1
+        self._log_failure("accept", e)
+        # A carrier that got its socket but not its task would leak both;
+        # its client is told to come back (503) rather than reset.
         for p in self._carriers:
             if p.sock is not None and p.task is None:
+                self._answer_pend(p, self._refusals[0])
                 self._close_socket(p)
                 self._release_pending(p)
         gc.collect()
-
-    def _refuse_now(self, sock):
-        # No buffer is spent: a prebuilt answer, written without waiting.
-        self._discard(sock)
-        try:
-            sock.write(self._next_refusal())
-        except OSError:
-            pass
-        self._close_raw(sock)
 
     def _next_refusal(self):
         self._refusal_turn = (self._refusal_turn + 1) % len(self._refusals)
@@ -305,15 +319,8 @@ class Server:
         # Retry-After with jitter, so refused clients do not all come back in
         # the same second; built now so a refusal allocates nothing.
         base = self.config.retry_after
-        out = []
         body = b"server full: every WebSocket slot is in use; retry later\n"
-        for extra in range(3):
-            head = _RESPONSE_HEAD % (
-                503, _STATUS[503], "text/plain", "Content-Length: %d\r\n" % len(body),
-                "Retry-After: %d\r\n" % (base + extra),
-            )  # fmt: skip
-            out.append(head.encode() + body)
-        return out
+        return [_prebuilt(503, body, "Retry-After: %d\r\n" % (base + extra)) for extra in range(3)]
 
     def _close_raw(self, sock):
         try:
@@ -339,58 +346,64 @@ class Server:
         slot = None
         ws = None
         try:
-            end = await self._read_request(pend)
-            if end < 0:
-                return
-            up = self._upgrade(pend, end)
-            if up is None:
-                await self._serve_http(pend, end)
-                return
-            ws, handler, n = up
-            up = None
-            slot = ws._slot
-            pend.sock = None  # the WebSocket owns the socket now
-            self._release_pending(pend)
-            pend = None
-            # Counted before the 101 goes out: from here every path closes it
-            # through ws.shutdown(), which counts ws_closed.
-            stats.ws_opened += 1
-            await ws._write(0, n)
-            await self._run_handler(ws, handler)
-        except handshake.HandshakeError as e:
-            if e.status == 503:  # every slot busy: the prebuilt answer
-                stats.refused_full += 1
-                if pend is not None and pend.sock is not None:
-                    await self._write_all(pend.sock, self._next_refusal())
-            else:
-                stats.refused_bad += 1
-                if pend is not None:
+            try:
+                # (Few locals on purpose: this frame is allocated at every
+                # accept, and a smaller block is easier to find.)
+                req = await self._read_request(pend)
+                if req is not None:
+                    ws = self._upgrade(pend, req)
+                if ws is not None:
+                    slot = ws._slot
+                    pend.sock = None  # the WebSocket owns the socket now
+                    self._release_pending(pend)
+                    pend = None
+                    # Counted before the 101 goes out: from here every path
+                    # closes it through the WebSocket, which counts ws_closed.
+                    stats.ws_opened += 1
+                    await self._run_handler(ws)
+                elif req is not None:
+                    await self._serve_http(pend, req)
+                req = None
+            except handshake.HandshakeError as e:
+                if e.status == 503:  # every slot busy: the prebuilt answer
+                    stats.refused_full += 1
+                    await self._write_all(pend, self._next_refusal())
+                else:
+                    stats.refused_bad += 1
                     await self._respond(pend, e.status, e.reason, e.extra)
-        except ConnectionClosed:
-            pass
-        except asyncio.CancelledError:
-            if pend is not None and pend.expired:
-                stats.refused_timeout += 1
-        except MemoryError:
-            stats.memory_errors += 1
-            self.log.warn("connection: out of memory (%d B free)", gc.mem_free())
-            if ws is not None and ws.sock is not None:
-                await ws.shutdown(codec.CLOSE_TRY_AGAIN, "out of memory", "memory")
-        except OSError:
-            pass  # the peer vanished during the handshake
-        except KeyboardInterrupt:
-            # Ctrl-C landed while this connection's task ran: still say goodbye,
-            # then let it stop the server (main.py runs Server.stop()).
-            if ws is not None and ws.sock is not None:
-                await ws.shutdown(codec.CLOSE_GOING_AWAY, "server shutting down", "shutdown")
-            raise
-        except Exception as e:
-            self.log.error("connection: %r", e)
-        finally:
-            if ws is not None and ws.sock is not None:
-                await ws.shutdown(codec.CLOSE_ABNORMAL, "", "peer_reset")
-            if pend is not None:
+            except asyncio.CancelledError:
+                if pend is not None and pend.expired:
+                    stats.refused_timeout += 1
+                    if pend.got:  # a request had begun: say why it ends (a preconnect gets nothing)
+                        self._answer_pend(pend, self._timeout_answer)
+                elif ws is not None and slot is not None and slot.aborted:
+                    ws.abort(slot.abort_code, slot.abort_why)
+            except (ConnectionClosed, OSError):
+                pass  # the peer vanished
+            except KeyboardInterrupt:
+                # Ctrl-C landed while this connection's task ran: still say goodbye,
+                # then let it stop the server (main.py runs Server.stop()).
+                if ws is not None:
+                    ws.abort(codec.CLOSE_GOING_AWAY, "shutdown")
+                raise
+            if pend is not None and pend.answered:
                 await self._linger(pend.sock)
+        except MemoryError as e:
+            # Whatever ran out (the request, an answer, a close handshake), the
+            # way out below allocates nothing, so it cannot fail the same way.
+            stats.memory_errors += 1
+            if ws is not None:
+                ws.abort(codec.CLOSE_TRY_AGAIN, "memory")
+            elif pend is not None and not pend.answered:
+                self._answer_pend(pend, self._refusals[0])
+            self._log_failure("connection", e)
+        except Exception as e:
+            self._log_failure("connection", e)
+        finally:
+            # Nothing here allocates or waits: this must finish on a full heap.
+            if ws is not None:
+                ws.abort(codec.CLOSE_ABNORMAL, "peer_reset")  # a no-op once closed
+            if pend is not None:
                 self._close_socket(pend)
                 self._release_pending(pend)
             if slot is not None:
@@ -402,18 +415,61 @@ class Server:
             ws = slot = pend = None
             stats.tasks -= 1
 
-    def _upgrade(self, pend, end):
+    async def _run_handler(self, ws):
+        # A coroutine of its own, made only for WebSockets: _connection's
+        # frame stays small (the block it needs must be found at every accept).
+        slot = ws._slot
+        handler = ws._handler
+        ws._handler = None
+        try:
+            await ws._write(0, ws._n101)  # the 101, prepared in the tx buffer
+            await handler(ws)
+            code, reason, why = codec.CLOSE_NORMAL, "", "server_close"
+        except ConnectionClosed:
+            code, reason, why = codec.CLOSE_NORMAL, "", "server_close"
+        except asyncio.CancelledError:
+            if slot.aborted:
+                code, reason, why = slot.abort_code, slot.abort_reason, slot.abort_why
+            else:
+                code, reason, why = codec.CLOSE_GOING_AWAY, "cancelled", "shutdown"
+        except MemoryError as e:
+            # No closing handshake to wait through: close now, allocating nothing.
+            self.stats.memory_errors += 1
+            ws.abort(codec.CLOSE_TRY_AGAIN, "memory")
+            self._log_failure(ws.path, e)
+            return
+        except Exception as e:
+            self.stats.handler_errors += 1
+            self._log_failure(ws.path, e)
+            code, reason, why = codec.CLOSE_INTERNAL_ERROR, "internal error", "handler_error"
+        if slot.aborted and why == "server_close":
+            code, reason, why = slot.abort_code, slot.abort_reason, slot.abort_why
+        await ws.shutdown(code, reason, why)
+
+    def _log_failure(self, where, e):
+        """Log an error or an out-of-memory; a log line that cannot be built
+        is dropped and counted, never raised."""
+        try:
+            if isinstance(e, MemoryError):  # "... allocating N bytes": the size that failed
+                self.log.warn("%s: %s (%d B free)", where, e, gc.mem_free())
+            else:
+                self.log.error("%s: %r", where, e)
+        except MemoryError:
+            self.log.suppressed += 1
+
+    def _upgrade(self, pend, req):
         """Check a WebSocket upgrade and prepare its 101 in the slot's tx buffer.
 
-        Returns None for a plain HTTP request, else (ws, handler, length of
-        the 101 response); HandshakeError(503) when every slot is busy. A
-        function of its own so the request's temporaries are garbage before
-        the handler starts.
+        Returns None for a plain HTTP request, else the slot's WebSocket
+        (with its handler and the 101's length); HandshakeError(503) when
+        every slot is busy. A function of its own so the request's
+        temporaries are garbage before the handler starts.
         """
-        req = handshake.Request(pend.buf, end)
+        route = self._ws_routes.get(req.path)
+        if route is None and req.path in self._http_routes:
+            return None  # a page asked for with Upgrade: serve the page (RFC 9110 7.8)
         if not req.is_upgrade():
             return None
-        route = self._ws_routes.get(req.path)
         if route is None:
             raise handshake.HandshakeError(404, "no WebSocket at this path")
         accept_key = handshake.check_upgrade(req)
@@ -422,24 +478,18 @@ class Server:
             status = accept(req)
             if status:
                 raise handshake.HandshakeError(status, "refused by the application")
-        chosen = None
-        if protocols:
-            offered = handshake.offered_subprotocols(req)
-            for p in protocols:
-                if p in offered:
-                    chosen = p
-                    break
+        chosen = handshake.choose_subprotocol(req, protocols) if protocols else None
         slot = self._take_slot(pend)
         if slot is None:
             raise handshake.HandshakeError(503, "every slot busy")
         try:
-            return self._prepare(slot, pend, end, req, chosen, handler, accept_key)
+            return self._prepare(slot, pend, req, chosen, handler, accept_key)
         except BaseException:
             self._release_slot(slot)  # taken but never handed over
             raise
 
-    def _prepare(self, slot, pend, end, req, chosen, handler, accept_key):
-        ws = WebSocket(self, slot, pend.sock, pend.remote, req.path, req.query, chosen)
+    def _prepare(self, slot, pend, req, chosen, handler, accept_key):
+        ws = WebSocket(self, slot, pend.sock, pend.addr, req.path, req.query, chosen)
         slot.ws = ws
         slot.last_rx = slot.last_message = aio.now()
         tx = slot.tx_mv  # a view: an oversized answer raises instead of growing the buffer
@@ -458,59 +508,42 @@ class Server:
             # read buffer is kept anyway, more is refused (never grown into).
             if extra > len(slot.rx):
                 raise handshake.HandshakeError(400, "frames sent before the handshake was answered")
-            slot.rx[0:extra] = pend.buf[end : end + extra]
+            slot.rx[0:extra] = pend.buf[req.end : req.end + extra]
             slot.rx_end = extra
-        return ws, handler, n
-
-    async def _run_handler(self, ws, handler):
-        slot = ws._slot
-        try:
-            await handler(ws)
-            code, reason, why = codec.CLOSE_NORMAL, "", "server_close"
-        except ConnectionClosed:
-            code, reason, why = codec.CLOSE_NORMAL, "", "server_close"
-        except asyncio.CancelledError:
-            if slot.aborted:
-                code, reason, why = slot.abort_code, slot.abort_reason, slot.abort_why
-            else:
-                code, reason, why = codec.CLOSE_GOING_AWAY, "cancelled", "shutdown"
-        except MemoryError:
-            self.stats.memory_errors += 1
-            self.log.warn("handler %s: out of memory (%d B free)", ws.path, gc.mem_free())
-            code, reason, why = codec.CLOSE_TRY_AGAIN, "out of memory", "memory"
-        except Exception as e:
-            self.stats.handler_errors += 1
-            self.log.error("handler %s: %r", ws.path, e)
-            code, reason, why = codec.CLOSE_INTERNAL_ERROR, "internal error", "handler_error"
-        if slot.aborted and why == "server_close":
-            code, reason, why = slot.abort_code, slot.abort_reason, slot.abort_why
-        await ws.shutdown(code, reason, why)
+        ws._handler = handler
+        ws._n101 = n
+        return ws
 
     async def _read_request(self, pend):
-        """Read the request head into the pending buffer; index past it, or -1."""
+        """Read the request head into the pending buffer; the parsed Request,
+        or None if the client left first."""
         buf = pend.buf
         sock = pend.sock
         n = 0
-        cap = len(buf)
+        # One limit whichever buffer holds the request (a slot's is bigger).
+        cap = min(len(buf), self.config.request_max)
         pend.rx_extra = 0
-        mv = memoryview(buf)
+        mv = memoryview(buf)[:cap]
         while True:
             try:
                 r = sock.readinto(mv[n:])
             except OSError:
-                return -1
+                return None
             if r is None:
                 await wait_readable(sock)
                 continue
             if r == 0:
-                return -1  # closed before a whole request arrived
+                return None  # closed before a whole request arrived
             n += r
+            pend.got = n
             end = handshake.find_end(buf, n)
             if end >= 0:
                 pend.rx_extra = n - end
-                return end
+                return handshake.Request(buf, end)
             if n >= cap:
-                raise handshake.HandshakeError(431, "request head larger than %d bytes" % cap)
+                # 414 while the request line itself has not ended, else 431.
+                nl = buf.find(b"\n", handshake.skip_empty_lines(buf, n), n)
+                raise handshake.HandshakeError(431 if nl >= 0 else 414, "request head over request_max")
 
     def _free_slot(self):
         for slot in self.slots:
@@ -532,16 +565,19 @@ class Server:
     def _take_slot(self, pend):
         """A slot for pend's connection: the one whose buffer holds its request,
         else any free one. Owned (task set) from this instant, so every path
-        out of _connection gives it back."""
+        out of _connection gives it back. A slot whose buffer holds the request
+        stays reserved until the request is done with (_release_pending): if
+        the upgrade fails, the refusal is still answered through that buffer."""
         slot = pend.slot
-        if slot is not None:
-            slot.reserved = False
-        else:
+        if slot is None:
             slot = self._free_slot()
             if slot is None:
                 return None
         slot.task = pend.task
-        self.stats.slot_taken()
+        stats = self.stats
+        stats.slots_in_use += 1
+        if stats.slots_in_use > stats.slots_peak:
+            stats.slots_peak = stats.slots_in_use
         return slot
 
     def _release_slot(self, slot):
@@ -551,7 +587,7 @@ class Server:
         self.stats.slots_in_use -= 1
 
     def _release_pending(self, pend):
-        if pend.task is None and pend.sock is None and pend.remote is None:
+        if pend.task is None and pend.sock is None and pend.addr is None:
             return
         if pend.slot is not None:
             pend.slot.reserved = False
@@ -560,11 +596,10 @@ class Server:
 
     # ---- plain HTTP --------------------------------------------------------
 
-    async def _serve_http(self, pend, end):
+    async def _serve_http(self, pend, req):
         """A plain request: a page, /stats, or the error that fits. Its errors
         count as http_errors, not as refused WebSocket clients (a browser's
         /favicon.ico 404 is no refusal)."""
-        req = handshake.Request(pend.buf, end)
         method = req.method
         path = req.path
         status = 200
@@ -578,7 +613,13 @@ class Server:
                 raise handshake.HandshakeError(404, "not found")
             if method not in ("GET", "HEAD"):
                 raise handshake.HandshakeError(405, "only GET and HEAD", b"Allow: GET, HEAD\r\n")
-            status, ctype, body = route(req)
+            try:
+                status, ctype, body = route(req)
+            except (handshake.HandshakeError, MemoryError):
+                raise
+            except Exception as e:
+                self._log_failure(path, e)
+                raise handshake.HandshakeError(500, "the page failed")
         except handshake.HandshakeError as e:
             self.stats.http_errors += 1
             await self._respond(pend, e.status, e.reason, e.extra)
@@ -586,13 +627,20 @@ class Server:
         self.stats.http_served += 1
         await self._respond(pend, status, body, b"", ctype, method == "HEAD")
 
+    def stats_page(self, req):
+        """Route handler for the live numbers: server.route("/stats", server.stats_page)."""
+        return 200, "application/json", self.stats
+
     async def _respond(self, pend, status, body, extra=b"", ctype="text/plain", head_only=False):
-        """Answer and let the connection close. `body` is str, bytes, or an
-        iterable of str/bytes pieces, streamed through the request buffer without
-        a Content-Length (the close ends it) so a long answer never needs
+        """Answer and let the connection close. `body` is str, bytes, the
+        server's Stats (the live report), or an iterable of str/bytes pieces;
+        all but bytes are streamed through the request buffer without a
+        Content-Length (the close ends them), so a long answer never needs
         one long allocation."""
-        sock = pend.sock
-        if sock is None:
+        if pend.sock is None:
+            return
+        if body is self.stats:
+            await self._respond_stats(pend, head_only)
             return
         if isinstance(body, str):
             body = (body + "\n").encode() if ctype == "text/plain" else body.encode()
@@ -600,12 +648,12 @@ class Server:
             length = "Content-Length: %d\r\n" % len(body)
         else:
             length = ""
-        head = _RESPONSE_HEAD % (status, _STATUS.get(status, "Error"), ctype, length, extra.decode())
-        await self._write_all(sock, head.encode())
+        head = (_RESPONSE_HEAD % (status, _STATUS.get(status, "Error"), ctype, length, extra.decode())).encode()
+        await self._write_all(pend, head, len(head))
         if head_only:
             return
         if isinstance(body, (bytes, bytearray)):
-            await self._write_all(sock, body)
+            await self._write_all(pend, body, len(body))
             return
         buf = pend.buf  # the request is parsed: its buffer is free for the answer
         n = 0
@@ -613,23 +661,77 @@ class Server:
             if isinstance(piece, str):
                 piece = piece.encode()
             if n + len(piece) > len(buf):
-                await self._write_all(sock, memoryview(buf)[:n])
+                await self._write_all(pend, buf, n)
                 n = 0
                 if len(piece) > len(buf):  # never grow the buffer: send it as it is
-                    await self._write_all(sock, piece)
+                    await self._write_all(pend, piece, len(piece))
                     continue
             buf[n : n + len(piece)] = piece
             n += len(piece)
-        await self._write_all(sock, memoryview(buf)[:n])
+        await self._write_all(pend, buf, n)
 
-    async def _write_all(self, sock, data):
-        mv = memoryview(data)
-        off = 0
-        while off < len(mv):
-            n = sock.write(mv[off:])
+    async def _respond_stats(self, pend, head_only):
+        """The live report, head and body rendered into the request buffer
+        (parsed, so free) piece by piece and written as it fills. Nothing
+        allocates until the socket is full: on a heap that has run out the
+        answer is whole JSON or, before its first byte, a 503."""
+        stats = self.stats
+        buf = pend.buf
+        n = _put(buf, 0, _STATS_HEAD)
+        item = 0
+        while item < ITEMS and not head_only:
+            m = stats.render(buf, n, item)
+            if m >= 0:
+                n = m
+                item += 1
+                continue
+            off = self._write_now(pend, buf, 0, n)
+            if off < n:
+                await self._write_all(pend, buf, n, off)
+            n = 0
+        off = self._write_now(pend, buf, 0, n)
+        if off < n:
+            await self._write_all(pend, buf, n, off)
+
+    def _write_now(self, pend, data, off, end):
+        """Write data[off:end] as far as the socket takes it now; the new offset."""
+        sock = pend.sock
+        while off < end:
+            n = sock.write(data, off, end - off)
+            if not n:
+                break
+            pend.answered = True
+            off += n
+        return off
+
+    def _answer_now(self, sock, data):
+        """A prebuilt answer (503, 408) if the socket takes it at once; never
+        waits or allocates (it runs after a MemoryError, from a cancelled
+        task, and at accept)."""
+        self._discard(sock)
+        try:
+            sock.write(data)
+        except OSError:
+            pass
+
+    def _answer_pend(self, pend, data):
+        if pend.sock is not None and not pend.answered:
+            pend.answered = True
+            self._answer_now(pend.sock, data)
+
+    async def _write_all(self, pend, data, end=-1, off=0):
+        """Write data[off:end] to pend's socket, waiting while it is full.
+        pend.answered from the first byte out: after a failure from then on
+        the client has a partial answer, and must not get a second one."""
+        sock = pend.sock
+        if end < 0:
+            end = len(data)
+        while off < end:
+            n = sock.write(data, off, end - off)  # offsets, not a memoryview slice per write
             if not n:
                 await wait_writable(sock)
                 continue
+            pend.answered = True
             off += n
 
     def _discard(self, sock):
@@ -722,6 +824,18 @@ class Server:
 
     # ---- application helpers -----------------------------------------------
 
+    @staticmethod
+    def remote_of(addr):
+        """(ip, port) from what accept() returned: ESP32 gives the tuple, the
+        unix port a raw sockaddr to decode."""
+        if isinstance(addr, tuple):
+            return addr
+        try:
+            fam, ip, port = socket.sockaddr(addr)  # pyright: ignore[reportAttributeAccessIssue]
+            return (socket.inet_ntop(fam, ip), port)  # pyright: ignore[reportAttributeAccessIssue]
+        except Exception:
+            return ("?", 0)
+
     def connections(self):
         """The open WebSockets (a new list)."""
         return [s.ws for s in self.slots if s.ws is not None and s.ws.open]
@@ -760,42 +874,15 @@ class Server:
         self.stats.send_drops += dropped
         return sent, dropped
 
-    def stats_json(self):
-        """The numbers served at /stats: JSON text in small pieces (an iterator)."""
-        return self.stats.json(log_suppressed=self.log.suppressed)
-
-
 _SCRATCH = bytearray(256)  # shared sink for discarded input; its content is never read
 
 
-def _nodelay_option():
-    """(level, option) for TCP_NODELAY where setting it works, else None.
-
-    Firmware whose socket module names TCP_NODELAY implements it; the unix
-    port passes any option to the kernel (Linux numbers). Older ESP32
-    firmware prints a warning for every unknown option, once per connection:
-    there it is better left alone.
-    """
-    if hasattr(socket, "TCP_NODELAY"):
-        return (socket.IPPROTO_TCP, socket.TCP_NODELAY)  # pyright: ignore[reportAttributeAccessIssue]
-    if sys.platform == "linux":
-        return (_IPPROTO_TCP, _TCP_NODELAY)
-    return None
+def _prebuilt(status, body, extra):
+    head = _RESPONSE_HEAD % (status, _STATUS[status], "text/plain", "Content-Length: %d\r\n" % len(body), extra)
+    return head.encode() + body
 
 
 def _put(buf, off, data):
     n = len(data)
     buf[off : off + n] = data
     return off + n
-
-
-def _remote(addr):
-    # ESP32 gives ('ip', port); the unix port a raw sockaddr to decode.
-    if isinstance(addr, tuple):
-        return addr
-    try:
-        fam, ip, port = socket.sockaddr(addr)  # pyright: ignore[reportAttributeAccessIssue]
-        return (socket.inet_ntop(fam, ip), port)  # pyright: ignore[reportAttributeAccessIssue]
-    except Exception:
-        return ("?", 0)
-

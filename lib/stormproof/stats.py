@@ -2,13 +2,26 @@
 
 Counters are plain attributes holding small ints, so bumping one never
 allocates. The close-code table is a dict whose keys all exist from the
-start for the same reason. json() allocates, but only when asked.
+start for the same reason. The report is written by render() into a buffer
+the caller owns, piece by piece, without allocating.
 """
 
 import gc
 import time
 
 import micropython
+from micropython import const
+
+try:
+    from typing import TYPE_CHECKING
+except ImportError:
+    TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .log import Log
+
+from .mask import copy
+
+_PIECE_MAX = const(480)  # bytes a piece of the report takes at most
 
 # Close codes counted individually; anything else lands in "other".
 _CODES = (1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013)
@@ -79,11 +92,8 @@ class Stats:
         self.send_drops = 0  # broadcast frames a busy or slow client did not get
         self.memory_errors = 0
         self.handler_errors = 0
-
-    def slot_taken(self):
-        self.slots_in_use += 1
-        if self.slots_in_use > self.slots_peak:
-            self.slots_peak = self.slots_in_use
+        self.log: "Log | None" = None  # the server's Log, for its suppressed-line count
+        self.probe_cap = 65536  # largest block the heap probe tries
 
     def count_close(self, code, reason):
         self.ws_closed += 1
@@ -91,36 +101,93 @@ class Stats:
         codes[code if code in codes else "other"] += 1
         self.close_reasons[reason] += 1
 
-    def json(self, probe_cap=65536, **extra):
-        """Every counter plus heap figures as JSON, yielded in small pieces:
-        a busy heap may not have one block for the whole text."""
-        # Heap figures first, before this report makes any garbage.
-        gc.collect()
-        largest = largest_free_block(probe_cap)
-        gc.collect()
-        yield '{"mem_free": %d, "mem_alloc": %d' % (gc.mem_free(), gc.mem_alloc())
-        yield ', "largest_free": %d, "uptime_ms": %d' % (
-            largest, time.ticks_diff(time.ticks_ms(), self.started))
-        try:
-            # Bytes ever allocated (unix port; boards build without mem stats):
-            # differences of it give allocation per message in benchmarks.
-            yield ', "mem_total": %d' % micropython.mem_total()  # pyright: ignore[reportAttributeAccessIssue]
-        except AttributeError:
-            pass
-        for k in extra:
-            yield ', "%s": %d' % (k, extra[k])
-        for k in _FIELDS:
-            v = getattr(self, k)
-            if isinstance(v, dict):
-                yield ', "%s": {' % k
-                sep = ""
-                for kv in v.items():
-                    yield sep + '"%s": %d' % kv
-                    sep = ", "
-                yield "}"
-            else:
-                yield ', "%s": %d' % (k, v)
-        yield "}"
+    def render(self, buf, off, item):
+        """Write piece `item` (0 .. ITEMS-1) of the JSON report at buf[off:];
+        the new offset, or -1 if it may not fit (write out buf[:off] and call
+        again at 0; a piece never needs more than 480 bytes).
+
+        Nothing here allocates, so a report can neither fail half-way on a
+        full heap nor move the heap it describes, and each piece is written
+        whole: the text is valid JSON however the caller cuts it into writes.
+        """
+        if len(buf) - off < _PIECE_MAX:
+            return -1
+        if item == 0:
+            # Heap figures first, before this request's own objects.
+            gc.collect()
+            largest = largest_free_block(self.probe_cap)
+            gc.collect()
+            off = _kv(buf, off, "{", "mem_free", gc.mem_free())
+            off = _kv(buf, off, ", ", "mem_alloc", gc.mem_alloc())
+            off = _kv(buf, off, ", ", "largest_free", largest)
+            off = _kv(buf, off, ", ", "uptime_ms", time.ticks_diff(time.ticks_ms(), self.started))
+            if _mem_total is not None:
+                # Bytes ever allocated (unix port; boards build without mem
+                # stats): differences of it give allocation per message.
+                off = _kv(buf, off, ", ", "mem_total", _mem_total())
+            log = self.log
+            return _kv(buf, off, ", ", "log_suppressed", log.suppressed if log is not None else 0)
+        if item > len(_FIELDS):
+            buf[off] = 125  # }
+            return off + 1
+        name = _FIELDS[item - 1]
+        v = getattr(self, name)
+        if not isinstance(v, dict):
+            return _kv(buf, off, ", ", name, v)
+        off = _kv(buf, off, ", ", name, None)
+        sep = "{"
+        for k in _CODE_ORDER if v is self.close_codes else REASONS:  # a fixed order: a dict's own is not
+            off = _kv(buf, off, sep, k, v[k])
+            sep = ", "
+        buf[off] = 125
+        return off + 1
+
+
+ITEMS = len(_FIELDS) + 2  # pieces of the report
+_CODE_ORDER = ("other",) + _CODES
+
+
+def _kv(buf, off, sep, key, v):
+    """sep "key": v at buf[off:] (key str or int; v None: no value); the new offset."""
+    copy(buf, off, sep, 0, len(sep))
+    off += len(sep)
+    buf[off] = 34  # "
+    if isinstance(key, int):
+        off = _int(buf, off + 1, key)
+    else:
+        copy(buf, off + 1, key, 0, len(key))
+        off += 1 + len(key)
+    buf[off] = 34
+    buf[off + 1] = 58  # :
+    buf[off + 2] = 32
+    return off + 3 if v is None else _int(buf, off + 3, v)
+
+
+def _int(buf, off, v):
+    """Decimal digits of v at buf[off:]; the new offset. (Not "%d" % v:
+    that is a new string every time.)"""
+    if v < 0:
+        buf[off] = 45  # '-'
+        off += 1
+        v = -v
+    end = off + 1
+    t = v
+    while t >= 10:
+        t //= 10
+        end += 1
+    i = end
+    while True:
+        i -= 1
+        buf[i] = 48 + v % 10
+        v //= 10
+        if not v:
+            return end
+
+
+try:
+    _mem_total = micropython.mem_total  # pyright: ignore[reportAttributeAccessIssue]
+except AttributeError:
+    _mem_total = None
 
 
 def largest_free_block(cap):

@@ -37,29 +37,37 @@ class ConnectionClosed(Exception):
 
 
 class WebSocket:
-    def __init__(self, server, slot, sock, remote, path, query, subprotocol):
-        self.remote = remote  # (ip, port)
+    def __init__(self, server, slot, sock, addr, path, query, subprotocol):
+        self._server = server
+        self._slot = slot
+        self._addr = addr  # as accept() gave it: decoded only when asked
         self.path = path
         self.query = query
         self.subprotocol = subprotocol
         self.is_text = False  # kind of the message receive_view() returned last
         self.close_code = 0  # set once closed: the code we sent or echoed
         self.close_reason = ""
-        self._server = server
-        self._slot = slot
         self.sock = sock
         self._state = _OPEN
         self._close_sent = False
         self._peer_closed = False
         self._broken = False  # the socket failed; write nothing more
         self._why = "server_close"
+        self._handler = None  # set by the server with the 101's length, until it runs
+        self._n101 = 0
+
+    @property
+    def remote(self):
+        """(ip, port) of the client."""
+        return self._server.remote_of(self._addr)
 
     @property
     def open(self):
         return self._state == _OPEN
 
     def __repr__(self):
-        return "<WebSocket %s:%d %s>" % (self.remote[0], self.remote[1], self.path)
+        r = self.remote
+        return "<WebSocket %s:%d %s>" % (r[0], r[1], self.path)
 
     # ---- receiving -------------------------------------------------------
 
@@ -113,7 +121,18 @@ class WebSocket:
                         slot.ping_sent = 0
                         stats.pongs_received += 1
                 elif ev == codec.EV_CLOSE:
-                    await self._on_peer_close(parser)
+                    self._peer_closed = True
+                    if self._state != _OPEN:
+                        self._finish()  # the answer to our own close frame
+                    elif self._close_nowait(parser.close_code, ""):
+                        # Echoed at once, as nearly always: RFC 6455 7.1.1 has
+                        # the server close TCP first, so nothing is left to wait for.
+                        self._why = "peer_close"
+                        self._finish()
+                    else:
+                        self._close_sent = False  # not out yet: the waiting path sends it
+                        self._state = _OPEN
+                        await self.shutdown(parser.close_code, "", "peer_close")
                 else:
                     await self.shutdown(parser.error_code, parser.error_reason, "protocol_error")
                 if self._state == _CLOSED:
@@ -140,16 +159,6 @@ class WebSocket:
             slot.rx_end = n
             slot.last_rx = aio.now()
         return n
-
-    async def _on_peer_close(self, parser):
-        self._peer_closed = True
-        if self._state == _OPEN:
-            # Echo the peer's code (or an empty close for 1005), then close TCP:
-            # RFC 6455 7.1.1 has the server close the connection first.
-            code = parser.close_code
-            await self.shutdown(code, "", "peer_close")
-        else:
-            await self.shutdown(self.close_code, self.close_reason, "")
 
     # ---- sending ---------------------------------------------------------
 
@@ -217,7 +226,8 @@ class WebSocket:
     def _try_write(self, off, end):
         """Write tx[off:end] as far as the socket takes it now; the new offset."""
         try:
-            n = self.sock.write(self._slot.tx_mv[off:end])
+            # write(buf, off, len): no memoryview slice per write
+            n = self.sock.write(self._slot.tx, off, end - off)
         except OSError:
             self._broken = True
             self._slot.tx_since = 0
@@ -295,22 +305,31 @@ class WebSocket:
             await self._send_close(code, reason)
 
     def _close_nowait(self, code, reason):
-        """Our close frame, if the socket takes it right now; never waits."""
+        """Offer our close frame (the code only; none for 1005) once, if the
+        socket takes it right now: the bytes written, 0 if none (write lock
+        busy, socket full). Never waits and never allocates: it runs on a
+        full heap too."""
         self._close_sent = True
         self._state = _CLOSING
         self.close_code = code
         self.close_reason = reason
         slot = self._slot
-        if aio.try_acquire(slot.wlock):
-            tx = slot.tx_mv
-            h = codec.write_header(tx, 0, codec.OP_CLOSE, 2)
+        if not aio.try_acquire(slot.wlock):
+            return 0
+        tx = slot.tx
+        n = 0 if code == codec.CLOSE_NO_STATUS else 2
+        h = codec.write_header(tx, 0, codec.OP_CLOSE, n)
+        if n:
             tx[h] = code >> 8
             tx[h + 1] = code & 0xFF
-            try:
-                self._try_write(0, h + 2)
-            except ConnectionClosed:
-                pass
-            slot.wlock.release()
+        try:
+            n = self.sock.write(tx, 0, h + n) or 0
+            self._server.stats.bytes_out += n
+        except OSError:
+            n = 0
+            self._broken = True
+        slot.wlock.release()
+        return n
 
     async def _send_close(self, code, reason):
         slot = self._slot
@@ -355,6 +374,8 @@ class WebSocket:
             return
         slot = self._slot
         server = self._server
+        if self._broken and why == "server_close":
+            why = "peer_reset"  # a write failed: the peer reset or vanished
         if why:
             self._why = why
         if not slot.closing_since:
@@ -381,15 +402,45 @@ class WebSocket:
             pass  # close deadline passed: close TCP now
         except ConnectionClosed:
             pass
+        except MemoryError:
+            # No room for the handshake's wait: our close frame, if not yet
+            # out, goes without its reason and without waiting.
+            server.stats.memory_errors += 1
+            if not self._close_sent:
+                self._close_nowait(code, "")
         finally:
-            self._state = _CLOSED
-            writer = slot.writer
-            if writer is not None and writer is not asyncio.current_task():
-                writer.cancel()
-            self._discard_input()
-            server._close_socket(self)
-            server.stats.count_close(self.close_code, self._why)
-            server.log.debug("closed %s:%d %d %s", self.remote[0], self.remote[1], self.close_code, self._why)
+            self._finish()
+
+    def abort(self, code, why):
+        """Close now, without waiting and without allocating: after a
+        MemoryError, or when the task cannot wait any more. Our close frame
+        (code only) goes out if the socket takes it at once."""
+        if self._state == _CLOSED:
+            return
+        self._why = why
+        if not self._close_sent:
+            if code == codec.CLOSE_ABNORMAL or self._broken:
+                self._close_sent = True
+                self.close_code = codec.CLOSE_ABNORMAL
+            else:
+                self._close_nowait(code, "")
+        self._finish()
+
+    def _finish(self):
+        # The end of both close paths: nothing here allocates or waits.
+        slot = self._slot
+        server = self._server
+        self._state = _CLOSED
+        writer = slot.writer
+        if writer is not None and writer is not asyncio.current_task():
+            writer.cancel()
+        self._discard_input()
+        server._close_socket(self)
+        server.stats.count_close(self.close_code, self._why)
+        log = server.log
+        if log.level >= 3:  # DEBUG; checked here so no argument tuple is built for nothing
+            r = self.remote
+            log.debug("closed %s:%d %d %s", r[0], r[1], self.close_code, self._why)
 
     async def _await_peer_close(self):
         slot = self._slot

@@ -23,6 +23,38 @@ async def hungry(ws):
         block = None
 
 
+hoard = None  # while set, the heap has no free block at all
+hoard_age = 0
+
+
+@server.websocket("/hoard")
+async def hoard_all(ws):
+    # Fills the heap to the last block, then fails an allocation: the close
+    # path that follows must run without allocating anything itself.
+    global hoard, hoard_age
+    await ws.receive_view()
+    for size in (1024, 256, 64, 16, 1):
+        try:
+            while True:
+                hoard = (bytearray(size), hoard)
+        except MemoryError:
+            pass
+    hoard_age = 0
+    bytearray(100000)  # MemoryError, with nothing left to spare
+
+
+async def janitor():
+    # Gives the hoard back a few sweeps later (a preallocated loop: nothing
+    # here allocates while the heap is full).
+    global hoard, hoard_age
+    while True:
+        await asyncio.sleep_ms(100)
+        if hoard is not None:
+            hoard_age += 1
+            if hoard_age > 5:
+                hoard = None
+
+
 @server.websocket("/text")
 async def text(ws):
     # Sends the received bytes back as a text message, if they are UTF-8.
@@ -39,5 +71,12 @@ async def echo(ws):
         await ws.send(msg)
 
 
-server.route("/stats", lambda req: (200, "application/json", server.stats_json()))
-asyncio.run(server.serve())
+server.route("/stats", server.stats_page)
+
+
+async def main():
+    asyncio.create_task(janitor())
+    await server.serve()
+
+
+asyncio.run(main())
