@@ -16,7 +16,7 @@ DEVICE_SRC := boot.py main.py $(shell find lib -name "*.py" | sort)
 WWW := $(wildcard www/*)
 HOST_PY := $(wildcard tests_host bench tools)
 
-.PHONY: all venv run test lint typecheck test-device soak storm clean browser
+.PHONY: all venv run test lint typecheck test-device soak storm clean browser bench
 
 all: test
 
@@ -86,3 +86,11 @@ storm: $(STAMP)
 SOAK_DURATION ?= 600
 soak: $(BUILD)/.built
 	$(BIN)/python -m bench.soak --duration $(SOAK_DURATION) --heap $(HEAP)
+
+# Stormproof, microdot (from PyPI, fetched now) and a bare asyncio echo under one
+# MicroPython, 110k and 2M heaps: server CPU from /proc, allocation from mem_total,
+# heap before/after a storm. Writes bench/RESULTS.md and bench/results/compare/.
+# BENCH_ARGS=--quick: a one-minute smoke run (written under build/bench/quick/).
+BENCH_ARGS ?=
+bench: $(BUILD)/.built $(STAMP)
+	$(BIN)/python -m bench.compare $(BENCH_ARGS)
