@@ -1,6 +1,6 @@
 """`make bench`: Stormproof, microdot and a bare asyncio echo, side by side.
 
-    .venv/bin/python -m bench.compare            # the full run (about 5-8 minutes)
+    .venv/bin/python -m bench.compare            # the full run (about 6 minutes)
     .venv/bin/python -m bench.compare --quick    # a one-minute smoke run
 
 One MicroPython (the venv's unix port), one heap size at a time (110k, then
