@@ -5,13 +5,10 @@ Config(max_clients=6, ...) overrides only what it names. Sizes are bytes,
 times milliseconds.
 """
 
-import gc
-
 from micropython import const
 
 BUFFER_CAP = const(16384)  # no single buffer above 16 KiB: big blocks fragment a small heap
 _PER_SLOT = const(125 + 14 + 16)  # parser's control and header bytes, bookkeeping
-_HEAP_RESERVE = const(16 * 1024)  # left for the app, asyncio, sockets and GC slack
 
 
 class ConfigError(ValueError):
@@ -57,57 +54,27 @@ class Config:
         return self.max_message + self.rx_chunk + self.tx_size + _PER_SLOT
 
     def validate(self, heap_free=None):
-        def need(ok, msg):
-            if not ok:
-                raise ConfigError(msg)
-
-        need(self.max_clients >= 1 and self.handshakes >= 1, "max_clients and handshakes must be >= 1")
-        for k in ("max_message", "rx_chunk", "tx_size", "request_max"):
-            need(0 < getattr(self, k) <= BUFFER_CAP, "%s must be 1..%d bytes" % (k, BUFFER_CAP))
-        need(self.tx_size >= 256, "tx_size must be >= 256 (control frames)")
-        need(self.request_max >= 512, "request_max must be >= 512")
-        need(self.rx_chunk >= 64, "rx_chunk must be >= 64")
-        used = 1 + self.max_clients + self.handshakes + self.reserved_sockets
-        need(
-            used <= self.socket_budget,
-            "sockets: 1 listener + max_clients + handshakes + reserved_sockets = %d > socket_budget %d"
-            % (used, self.socket_budget),
-        )
-        for k in ("handshake_timeout", "pong_timeout", "send_timeout", "close_timeout"):
-            need(getattr(self, k) > 0, k + " must be > 0 ms")
-        need(self.ping_interval >= 0 and self.idle_timeout >= 0, "timeouts must be >= 0")
-        need(10 <= self.sweep_interval <= 5000, "sweep_interval must be 10..5000 ms")
-        need(self.retry_after >= 1, "retry_after must be >= 1 s")
-        if heap_free is None:
-            gc.collect()
-            heap_free = gc.mem_free()
-        need_bytes = self.slot_bytes() * self.max_clients + self.request_max * self.handshakes
-        need(
-            need_bytes + _HEAP_RESERVE <= heap_free,
-            "memory: %d B of buffers + %d B reserve > %d B free heap; lower max_clients or max_message"
-            % (need_bytes, _HEAP_RESERVE, heap_free),
-        )
-        return self
+        """Check every setting (ConfigError naming the bad one); self."""
+        return _startup("validate")(self, heap_free)
 
 
 def overrides():
     """Settings that replace the defaults: the CONFIG dict of an optional
     module `stormproof_settings`, then (on the unix port, which has an
     environment) STORMPROOF_<NAME> variables, e.g. STORMPROOF_MAX_CLIENTS=6."""
-    out = {}
-    try:
-        import stormproof_settings  # pyright: ignore[reportMissingImports]
+    return _startup("overrides")()
 
-        out.update(stormproof_settings.CONFIG)
-    except ImportError:
-        pass
-    try:
-        from os import getenv  # pyright: ignore[reportAttributeAccessIssue]
-    except ImportError:
-        return out  # a board: no environment
-    for k in dir(Config):
-        if k[0] != "_" and not callable(getattr(Config, k)):
-            v = getenv("STORMPROOF_" + k.upper())
-            if v:
-                out[k] = v if k == "host" else int(v)
-    return out
+
+def _startup(name):
+    """configcheck's function `name`, with the module released from RAM again
+    (the function object keeps what it needs while it runs)."""
+    import sys
+
+    from . import configcheck
+
+    fn = getattr(configcheck, name)
+    sys.modules.pop(configcheck.__name__, None)
+    pkg = sys.modules.get(__name__.rpartition(".")[0])
+    if pkg is not None and hasattr(pkg, "configcheck"):
+        delattr(pkg, "configcheck")
+    return fn
