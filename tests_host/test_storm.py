@@ -657,3 +657,45 @@ def test_no_exception_escapes_a_reconnect_storm_with_stats_pollers(spawn):
            and not ln.startswith("[W]")]  # fmt: skip
     assert not bad, bad[:10]
     echo_ok(t)
+
+
+@pytest.mark.local_only
+def test_dead_peer_is_probed_out_when_a_client_is_refused(spawn):
+    """Every slot is taken, one of them by a peer that went dead. A refused
+    newcomer makes the server ping the silent slots with a short deadline:
+    the dead one gives its slot back within seconds (no keepalive would for
+    a minute here), the live ones answer and keep theirs, and the
+    newcomer's retry gets in."""
+    t = spawn(ping_interval=60000, probe_silence=300, probe_timeout=600)
+    total = get_stats(t)["slots_total"]
+
+    async def go():
+        live = [await websockets.connect(t.ws_url, ping_interval=None) for _ in range(total - 1)]
+        dead = RawWS(t)  # handshaken, then never reads nor answers
+        try:
+            base = get_stats(t)
+            assert base["slots_in_use"] == total
+            # Silent for longer than probe_silence before anyone knocks.
+            while get_stats(t)["uptime_ms"] - base["uptime_ms"] < 400:
+                await asyncio.sleep(0.05)
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                await websockets.connect(t.ws_url, open_timeout=IO_TIMEOUT)
+            assert refused.value.response.status_code == 503
+            st = wait_for(lambda st: st["close_reasons"]["keepalive"] >= 1, t)
+            assert st["close_reasons"]["keepalive"] == 1
+            assert st["probes"] >= total and st["pongs_received"] >= total - 1
+            assert dead.expect_close()[0] == 1011
+            async with websockets.connect(t.ws_url, open_timeout=IO_TIMEOUT) as newcomer:
+                await newcomer.send("in")
+                assert await newcomer.recv() == "in"
+            for ws in live:  # nobody alive was evicted
+                await ws.send("still")
+                assert await ws.recv() == "still"
+        finally:
+            dead.close()
+            for ws in live:
+                await ws.close()
+
+    asyncio.run(go())
+    st = settle(t)
+    assert st["ws_closed"] == total + 1 and st["close_reasons"]["keepalive"] == 1

@@ -30,6 +30,8 @@ class Config:
     ping_interval = 20000  # ping a connection silent this long; 0: no keepalive
     pong_timeout = 10000  # no pong within this: close 1011
     idle_timeout = 0  # close 1001 after this long without a message; 0: never
+    probe_silence = 2000  # every slot busy and a client refused: ping slots silent this long; 0: never
+    probe_timeout = 2000  # ...and close them (1011) if their pong is not back within this
     send_timeout = 10000  # a send stalled this long (client not reading): close 1008
     close_timeout = 3000  # wait this long for the peer's close frame, then drop TCP
     sweep_interval = 250  # how often the sweep checks every deadline

@@ -70,6 +70,7 @@ class Slot:
         self.last_rx = 0
         self.last_message = 0
         self.ping_sent = 0  # ticks of the unanswered keepalive ping, 0 if none
+        self.pong_wait = 0  # how long its pong may take (shorter for a probe)
         self.tx_since = 0  # ticks since a write has been waiting, 0 if none
         self.closing_since = 0
         self.aborted = False
@@ -287,6 +288,7 @@ class Server:
         pend = self._free_pending()
         if pend is None:
             stats.refused_busy += 1
+            self._probe_silent()
             # No buffer is spent: a prebuilt answer, written without waiting.
             self._answer_now(sock, self._next_refusal())
             self._close_raw(sock)
@@ -367,6 +369,7 @@ class Server:
             except handshake.HandshakeError as e:
                 if e.status == 503:  # every slot busy: the prebuilt answer
                     stats.refused_full += 1
+                    self._probe_silent()
                     await self._write_all(pend, self._next_refusal())
                 else:
                     stats.refused_bad += 1
@@ -801,7 +804,7 @@ class Server:
             if ws.open and not slot.aborted:
                 if slot.tx_since and time.ticks_diff(now, slot.tx_since) > cfg.send_timeout:
                     self._abort(slot, codec.CLOSE_POLICY, "send timeout", "send_timeout", True)
-                elif slot.ping_sent and time.ticks_diff(now, slot.ping_sent) > cfg.pong_timeout:
+                elif slot.ping_sent and time.ticks_diff(now, slot.ping_sent) > slot.pong_wait:
                     stats.pongs_missed += 1
                     self._abort(slot, codec.CLOSE_INTERNAL_ERROR, "keepalive timeout", "keepalive", True)
                 elif cfg.idle_timeout and time.ticks_diff(now, slot.last_message) > cfg.idle_timeout:
@@ -813,6 +816,7 @@ class Server:
                 ):
                     if ws.send_nowait(codec.OP_PING, b"", 0):
                         slot.ping_sent = now
+                        slot.pong_wait = cfg.pong_timeout
                         stats.pings_sent += 1
             elif (
                 slot.closing_since
@@ -821,6 +825,34 @@ class Server:
             ):
                 slot.close_kicked = True
                 slot.task.cancel()
+
+    def _probe_silent(self):
+        """A client was refused for want of a slot: ping every slot silent for
+        probe_silence, with a pong deadline of probe_timeout, so a dead or
+        half-open peer gives its slot back in seconds instead of at the next
+        keepalive. A live client answers and keeps its slot; nobody is evicted
+        for being busy or quiet, only for not answering."""
+        cfg = self.config
+        if not cfg.probe_silence:
+            return
+        now = aio.now()
+        for slot in self.slots:
+            ws = slot.ws
+            if ws is None or slot.task is None or slot.aborted or not ws.open:
+                return  # a slot is free or on its way out: no pressure
+        for slot in self.slots:
+            ws = slot.ws
+            if ws is None:
+                continue
+            if slot.ping_sent:  # a keepalive ping is out already: hold it to the probe's deadline
+                if slot.pong_wait > cfg.probe_timeout:
+                    slot.pong_wait = cfg.probe_timeout
+            elif time.ticks_diff(now, slot.last_rx) > cfg.probe_silence:
+                if ws.send_nowait(codec.OP_PING, b"", 0):
+                    slot.ping_sent = now
+                    slot.pong_wait = cfg.probe_timeout
+                    self.stats.pings_sent += 1
+                    self.stats.probes += 1
 
     # ---- application helpers -----------------------------------------------
 

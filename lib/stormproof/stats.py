@@ -48,7 +48,7 @@ _FIELDS = (
     "max_message", "slots_total", "slots_in_use", "slots_peak", "handshakes_total",
     "handshakes_in_use", "sockets_open", "tasks", "accepted", "closed", "accept_errors",
     "ws_opened", "ws_closed", "http_served", "http_errors", "refused_full", "refused_busy",
-    "refused_bad", "refused_timeout", "close_codes", "close_reasons", "pings_sent",
+    "refused_bad", "refused_timeout", "close_codes", "close_reasons", "pings_sent", "probes",
     "pongs_received", "pongs_missed", "msgs_in", "msgs_out", "bytes_in", "bytes_out",
     "send_drops", "memory_errors", "handler_errors",
 )  # fmt: skip
@@ -83,6 +83,7 @@ class Stats:
         for r in REASONS:
             self.close_reasons[r] = 0
         self.pings_sent = 0
+        self.probes = 0  # pings sent to silent slots while a client was refused
         self.pongs_received = 0
         self.pongs_missed = 0
         self.msgs_in = 0
