@@ -51,17 +51,33 @@ def forget(sock):
         del m[k]
 
 
-def presize(n):
-    """Grow the scheduler's socket map and poller to n sockets now.
+def install(n):
+    """Make asyncio's I/O queue allocate nothing per wait or per turn of the
+    loop, sized for n sockets waited on at once, and grow its socket map and
+    poller to n now.
 
-    Both grow on demand and never shrink. Left alone, they would grow
-    during the first storm, in the middle of the free heap, and split it
-    for good; grown at start they sit below the slot tables instead.
+    Stock asyncio makes a 3-item list for each socket it waits on and frees
+    it after, and its wait_io_event() has a frame too big for the C stack
+    (MicroPython puts a bytecode function's frame on the heap when its
+    locals and stack pass 11 words): 144 bytes at every turn of the loop,
+    measured on the unix port. The queue's own methods are replaced on the
+    instance by the functions below, which keep the same data (the map and
+    the poller), so every other asyncio user keeps working.
+
+    The map and the poller grow on demand and never shrink. Left alone,
+    they would grow during the first storm, in the middle of the free heap,
+    and split it for good; grown at start they sit below the slot tables.
     """
     import select
     import socket
 
     q = _core._io_queue
+    if q.wait_io_event is not _wait_io_event:
+        for _ in range(n):
+            _spare.append([None, None, None])
+        q._enqueue = _enqueue
+        q._dequeue = _dequeue
+        q.wait_io_event = _wait_io_event
     for i in range(n):
         q.map[-1 - i] = None  # socket ids are positive: these keys never clash
     for i in range(n):
@@ -77,6 +93,56 @@ def presize(n):
     for s in socks:
         q.poller.unregister(s)
         s.close()
+
+
+_spare = []  # map entries [reader, writer, socket] kept for reuse
+
+
+def _enqueue(s, idx):
+    q = _core._io_queue
+    task = _core.cur_task
+    sm = q.map.get(id(s))
+    if sm is None:
+        sm = _spare.pop() if _spare else [None, None, None]
+        sm[idx] = task
+        sm[2] = s
+        q.map[id(s)] = sm
+        q.poller.register(s, 1 if idx == 0 else 4)  # POLLIN, POLLOUT
+    else:
+        sm[idx] = task
+        q.poller.modify(s, 5)  # both
+    task.data = q  # so Task.cancel() takes it out of the queue
+
+
+def _dequeue(s):
+    q = _core._io_queue
+    sm = q.map.pop(id(s))
+    sm[0] = sm[1] = sm[2] = None
+    _spare.append(sm)  # returns to the pool it came from: no growth
+    q.poller.unregister(s)
+
+
+def _wait_io_event(dt):
+    it = _core._io_queue.poller.ipoll(dt)
+    while True:
+        ev = next(it, None)
+        if ev is None:
+            return
+        _ready(ev[0], ev[1])
+
+
+def _ready(s, ev):
+    sm = _core._io_queue.map[id(s)]
+    if ev & ~4 and sm[0] is not None:  # POLLIN, or an error
+        _core._task_queue.push(sm[0])
+        sm[0] = None
+    if ev & ~1 and sm[1] is not None:  # POLLOUT, or an error
+        _core._task_queue.push(sm[1])
+        sm[1] = None
+    if sm[0] is None and sm[1] is None:
+        _dequeue(s)
+    else:
+        _core._io_queue.poller.modify(s, 4 if sm[0] is None else 1)
 
 
 if TYPE_CHECKING:

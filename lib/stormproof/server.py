@@ -119,7 +119,7 @@ class Server:
         # the bottom of the heap, so what connections allocate and free later
         # never has a long-lived object between it and the free space above.
         # At most the listener and every connection reading or open wait at once.
-        aio.presize(1 + cfg.max_clients + cfg.handshakes)
+        aio.install(1 + cfg.max_clients + cfg.handshakes)
         gc.collect()
         before = gc.mem_free()
         self.slots = [Slot(i, cfg) for i in range(cfg.max_clients)]
@@ -631,7 +631,11 @@ class Server:
         await self._respond(pend, status, body, b"", ctype, method == "HEAD")
 
     def stats_page(self, req):
-        """Route handler for the live numbers: server.route("/stats", server.stats_page)."""
+        """Route handler for the live numbers: server.route("/stats", server.stats_page).
+        `/stats?probe=0` leaves out the largest-free-block probe (reported as
+        -1): its allocations vary with the heap, and a benchmark or test that
+        takes differences of mem_total wants a report of constant cost."""
+        self.stats.probe_next = req.query != "probe=0"
         return 200, "application/json", self.stats
 
     async def _respond(self, pend, status, body, extra=b"", ctype="text/plain", head_only=False):

@@ -95,6 +95,7 @@ class Stats:
         self.handler_errors = 0
         self.log: "Log | None" = None  # the server's Log, for its suppressed-line count
         self.probe_cap = 65536  # largest block the heap probe tries
+        self.probe_next = True  # the next report probes for the largest free block
 
     def count_close(self, code, reason):
         self.ws_closed += 1
@@ -114,18 +115,20 @@ class Stats:
         if len(buf) - off < _PIECE_MAX:
             return -1
         if item == 0:
+            # Bytes ever allocated (unix port; boards build without mem stats),
+            # read before anything here allocates: differences of it give
+            # allocation per message.
+            total = _mem_total() if _mem_total is not None else -1
             # Heap figures first, before this request's own objects.
             gc.collect()
-            largest = largest_free_block(self.probe_cap)
+            largest = largest_free_block(self.probe_cap) if self.probe_next else -1
             gc.collect()
             off = _kv(buf, off, "{", "mem_free", gc.mem_free())
             off = _kv(buf, off, ", ", "mem_alloc", gc.mem_alloc())
             off = _kv(buf, off, ", ", "largest_free", largest)
             off = _kv(buf, off, ", ", "uptime_ms", time.ticks_diff(time.ticks_ms(), self.started))
-            if _mem_total is not None:
-                # Bytes ever allocated (unix port; boards build without mem
-                # stats): differences of it give allocation per message.
-                off = _kv(buf, off, ", ", "mem_total", _mem_total())
+            if total >= 0:
+                off = _kv(buf, off, ", ", "mem_total", total)
             log = self.log
             return _kv(buf, off, ", ", "log_suppressed", log.suppressed if log is not None else 0)
         if item > len(_FIELDS):
