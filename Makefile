@@ -15,6 +15,7 @@ PYTEST_ARGS ?=
 DEVICE_SRC := boot.py main.py $(shell find lib -name "*.py" | sort)
 WWW := $(wildcard www/*)
 HOST_PY := $(wildcard tests_host bench tools)
+LINT := $(HOST_PY) lib main.py boot.py
 
 .PHONY: all venv run test lint typecheck test-device soak storm clean browser bench
 
@@ -46,8 +47,8 @@ run: $(BUILD)/.built
 	    exec $(abspath $(MICROPYTHON)) -X heapsize=$(HEAP) main.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check $(HOST_PY)
-	$(BIN)/ruff format --check $(HOST_PY)
+	$(BIN)/ruff check $(LINT)
+	$(BIN)/ruff format --check $(LINT)
 
 # Device code is type-checked against the ESP32 stubs and compiled for the ESP32's
 # Xtensa core, exactly as it would be frozen or deployed.

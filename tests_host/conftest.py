@@ -159,7 +159,13 @@ def settle(target: Target, timeout: float = 15.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         st = get_stats(target)
-        idle = st["slots_in_use"] == 0 and st["handshakes_in_use"] == 1 and st["tasks"] == 1
+        # (Sockets refused at accept are closed by the next sweep, hence sockets_open.)
+        idle = (
+            st["slots_in_use"] == 0
+            and st["handshakes_in_use"] == 1
+            and st["tasks"] == 1
+            and st["sockets_open"] == 1
+        )
         if idle or time.monotonic() > deadline:
             break
         time.sleep(0.05)  # polling a condition with a deadline, not a timed guess

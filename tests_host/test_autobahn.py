@@ -800,16 +800,19 @@ def test_7_1_6_big_message_then_close_then_ping(server, at_limit):
 
 
 CLOSE_FRAMES = [
-    ("7.3.1", frame(CLOSE), {None, 1000}),
+    # Autobahn accepts several answers for some cases; this server's is
+    # deterministic, so each expects exactly the one it gives: the peer's code
+    # echoed (an empty close for an empty one), 1007 for a reason that is not
+    # UTF-8, 1002 for a code the RFC does not allow.
+    ("7.3.1", frame(CLOSE), {None}),
     ("7.3.2", frame(CLOSE, b"a"), {1002}),
     ("7.3.3", C1000, {1000}),
     ("7.3.4", frame(CLOSE, close_payload(1000, HW)), {1000}),
     ("7.3.5", frame(CLOSE, close_payload(1000, b"*" * 123)), {1000}),
     ("7.3.6", frame(CLOSE, close_payload(1000, b"*" * 124)), {1002}),
-    # RFC 6455 8.1: invalid UTF-8 fails the connection; Autobahn accepts 1002 or 1007.
-    ("7.5.1", frame(CLOSE, close_payload(1000, BAD_6_3)), {1002, 1007}),
+    ("7.5.1", frame(CLOSE, close_payload(1000, BAD_6_3)), {1007}),
     *[
-        (f"7.7.{i}", frame(CLOSE, close_payload(code)), {1000, code})
+        (f"7.7.{i}", frame(CLOSE, close_payload(code)), {code})
         for i, code in enumerate(
             [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999], start=1
         )
@@ -818,9 +821,8 @@ CLOSE_FRAMES = [
         (f"7.9.{i}", frame(CLOSE, close_payload(code)), {1002})
         for i, code in enumerate([0, 999, 1004, 1005, 1006, 1016, 1100, 2000, 2999], start=1)
     ],
-    # Codes above 4999 are undefined by the RFC; Autobahn accepts 1000, the code or 1002.
-    ("7.13.1", frame(CLOSE, close_payload(5000)), {1000, 5000, 1002}),
-    ("7.13.2", frame(CLOSE, close_payload(65535)), {1000, 65535, 1002}),
+    ("7.13.1", frame(CLOSE, close_payload(5000)), {1002}),
+    ("7.13.2", frame(CLOSE, close_payload(65535)), {1002}),
 ]
 
 

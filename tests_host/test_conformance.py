@@ -50,9 +50,9 @@ def test_websockets_fragmented_send_and_ping(quiet):
             assert await ws.recv() == "fragmented κόσμε"
             await ws.send([b"\x00" * 100, b"\x01" * 100])
             assert await ws.recv() == b"\x00" * 100 + b"\x01" * 100
+            # websockets resolves this only on a pong carrying the same payload.
             pong = await ws.ping(b"payload")
-            latency = await asyncio.wait_for(pong, 10)
-            assert latency >= 0
+            await asyncio.wait_for(pong, 10)
 
     run(go())
 

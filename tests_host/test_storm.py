@@ -96,6 +96,7 @@ def test_burst_beyond_capacity(quiet):
         t.start()
     for t in threads:
         t.join(IO_TIMEOUT * 2)
+    assert not any(t.is_alive() for t in threads), "a client never got an answer"
     statuses = [r[0] for r in results]
     assert statuses.count(101) == total, statuses
     assert statuses.count(503) == burst - total, statuses
@@ -469,6 +470,7 @@ def test_mixed_hostile_storm(spawn):
         th.start()
     for th in threads:
         th.join(60)
+    assert not any(th.is_alive() for th in threads), "a worker hung"
     assert not errors, errors
     st = settle(t)
     assert st["memory_errors"] == 0

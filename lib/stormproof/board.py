@@ -14,8 +14,9 @@ def connect_wifi(ssid, key, hostname="stormproof", timeout_ms=15000):
     Returns the IP address to print. No-op off the ESP32."""
     if not ON_ESP32:
         return None
-    import network
     import time
+
+    import network
 
     network.hostname(hostname)  # before activation: it goes into DHCP and mDNS
     sta = network.WLAN(network.WLAN.IF_STA)
@@ -29,7 +30,9 @@ def connect_wifi(ssid, key, hostname="stormproof", timeout_ms=15000):
         if sta.isconnected():
             return sta.ifconfig()[0]
     ap = network.WLAN(network.WLAN.IF_AP)
-    ap.config(ssid=hostname + "-setup", key="stormproof", security=network.AUTH_WPA2_PSK, max_clients=4)
+    ap.config(
+        ssid=hostname + "-setup", key="stormproof", security=network.AUTH_WPA2_PSK, max_clients=4
+    )
     ap.active(True)
     return ap.ifconfig()[0]
 

@@ -186,17 +186,23 @@ class FrameParser:
                 if self._utf8 == utf8.REJECT:
                     # Fail fast: an invalid byte ends the connection before the
                     # rest of the message is even read (Autobahn 6.4.x).
-                    return self._fail(CLOSE_INVALID_DATA, "invalid UTF-8 in text message", left or -1)
+                    return self._fail(
+                        CLOSE_INVALID_DATA, "invalid UTF-8 in text message", left or -1
+                    )
             if left:
                 return _MORE
         return self._frame_done() or _MORE
 
     def _unmask(self, buf, n):
         if self._op >= OP_CLOSE:
-            self._phase = unmask_copy(self.control, self.ctl_len, buf, self.pos, n, self._key, self._phase)
+            self._phase = unmask_copy(
+                self.control, self.ctl_len, buf, self.pos, n, self._key, self._phase
+            )
             self.ctl_len += n
         else:
-            self._phase = unmask_copy(self.message, self.msg_len, buf, self.pos, n, self._key, self._phase)
+            self._phase = unmask_copy(
+                self.message, self.msg_len, buf, self.pos, n, self._key, self._phase
+            )
             self.msg_len += n
             if self._msg_op == OP_TEXT:
                 self._utf8 = utf8.scan(self.message, self.msg_len - n, self.msg_len, self._utf8)

@@ -19,7 +19,9 @@ class Config:
     host = "0.0.0.0"
     port = 80
     max_clients = 4  # open WebSocket connections (slots), each with fixed buffers
-    handshakes = 1  # request buffers of the separate pool (requests are also read in free slots' buffers)
+    handshakes = (
+        1  # request buffers of the separate pool (requests are also read in free slots' buffers)
+    )
     socket_budget = 10  # sockets the device allows in all (ESP32: 10 lwIP sockets)
     reserved_sockets = 2  # sockets the application keeps for itself (WebREPL, NTP, ...)
     max_message = 4096  # largest message accepted (1009 above); a slot's message buffer
@@ -30,7 +32,9 @@ class Config:
     ping_interval = 20000  # ping a connection silent this long; 0: no keepalive
     pong_timeout = 10000  # no pong within this: close 1011
     idle_timeout = 0  # close 1001 after this long without a message; 0: never
-    probe_silence = 2000  # every slot busy and a client refused: ping slots silent this long; 0: never
+    probe_silence = (
+        2000  # every slot busy and a client refused: ping slots silent this long; 0: never
+    )
     probe_timeout = 2000  # ...and close them (1011) if their pong is not back within this
     send_timeout = 10000  # a send stalled this long (client not reading): close 1008
     close_timeout = 3000  # wait this long for the peer's close frame, then drop TCP

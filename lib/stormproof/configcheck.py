@@ -15,6 +15,7 @@ _HEAP_RESERVE = const(16 * 1024)  # left for the app, asyncio, sockets and GC sl
 
 def validate(cfg, heap_free=None):
     """Check every setting of cfg; ConfigError names the first bad one."""
+
     def need(ok, msg):
         if not ok:
             raise ConfigError(msg)
@@ -31,9 +32,18 @@ def validate(cfg, heap_free=None):
         "sockets: 1 listener + max_clients + handshakes + reserved_sockets = %d > socket_budget %d"
         % (used, cfg.socket_budget),
     )
-    for k in ("handshake_timeout", "pong_timeout", "probe_timeout", "send_timeout", "close_timeout"):
+    for k in (
+        "handshake_timeout",
+        "pong_timeout",
+        "probe_timeout",
+        "send_timeout",
+        "close_timeout",
+    ):
         need(getattr(cfg, k) > 0, k + " must be > 0 ms")
-    need(cfg.ping_interval >= 0 and cfg.idle_timeout >= 0 and cfg.probe_silence >= 0, "timeouts must be >= 0")
+    need(
+        cfg.ping_interval >= 0 and cfg.idle_timeout >= 0 and cfg.probe_silence >= 0,
+        "timeouts must be >= 0",
+    )
     need(10 <= cfg.sweep_interval <= 5000, "sweep_interval must be 10..5000 ms")
     need(cfg.retry_after >= 1, "retry_after must be >= 1 s")
     if heap_free is None:

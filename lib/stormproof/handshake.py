@@ -173,7 +173,9 @@ class Request:
             stop = nl - 1 if nl > pos and buf[nl - 1] == _CR else nl
             if stop == pos:
                 return None
-            if pos + ln < stop and buf[pos + ln] == 58 and _same(buf, pos, pos + ln, name, True):  # ':'
+            if (
+                pos + ln < stop and buf[pos + ln] == 58 and _same(buf, pos, pos + ln, name, True)
+            ):  # ':'
                 a = pos + ln + 1
                 while a < stop and _is_space(buf[a]):
                     a += 1

@@ -38,7 +38,9 @@ def _copy(dst: ptr8, doff: int, src: ptr8, soff: int, n: int):
 
 if TYPE_CHECKING:
     # What callers pass: any buffer. (Viper's ptr8 takes all of them.)
-    def unmask_copy(dst: bytearray, doff: int, src, soff: int, n: int, key: bytearray, phase: int) -> int: ...
+    def unmask_copy(
+        dst: bytearray, doff: int, src, soff: int, n: int, key: bytearray, phase: int
+    ) -> int: ...
 
     def copy(dst: bytearray, doff: int, src, soff: int, n: int) -> None: ...
 

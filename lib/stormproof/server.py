@@ -31,10 +31,13 @@ _ACCEPT_BATCH = const(8)
 _IPPROTO_TCP = const(6)  # Linux's numbers, for the unix port
 _TCP_NODELAY = const(1)
 _ACCEPT_HEADROOM = const(512)
+_REFUSED_HELD = const(4)
 _LINGER_MS = const(1000)
 _LINGER_IDLE_MS = const(100)
 _LINGER_STEP_MS = const(20)
-_RESPONSE_HEAD = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sConnection: close\r\nCache-Control: no-store\r\n%s\r\n"
+_RESPONSE_HEAD = (
+    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sConnection: close\r\nCache-Control: no-store\r\n%s\r\n"
+)
 _STATS_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n"
 _STATUS = {
     101: "Switching Protocols", 200: "OK", 400: "Bad Request", 403: "Forbidden",
@@ -150,6 +153,7 @@ class Server:
         self._listener = None
         self._serve_task = None
         self._refusal_turn = 0
+        self._refused = [None] * _REFUSED_HELD  # answered at accept, closed by the sweep
 
     # ---- routes ------------------------------------------------------------
 
@@ -216,6 +220,7 @@ class Server:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        self._close_refused()
         for p in self._carriers:
             if p.task is not None:
                 p.task.cancel()
@@ -224,7 +229,10 @@ class Server:
                 self._abort(slot, codec.CLOSE_GOING_AWAY, "server shutting down", "shutdown")
         # Let each connection run its close path, bounded by close_timeout.
         start = aio.now()
-        while self.stats.sockets_open and time.ticks_diff(time.ticks_ms(), start) < self.config.close_timeout + 500:
+        while (
+            self.stats.sockets_open
+            and time.ticks_diff(time.ticks_ms(), start) < self.config.close_timeout + 500
+        ):
             await asyncio.sleep_ms(20)
         self.log.info("stopped; %d sockets still open", self.stats.sockets_open)
 
@@ -291,7 +299,7 @@ class Server:
             self._probe_silent()
             # No buffer is spent: a prebuilt answer, written without waiting.
             self._answer_now(sock, self._next_refusal())
-            self._close_raw(sock)
+            self._close_later(sock)
             return 1
         pend.sock = sock
         pend.started = aio.now()
@@ -312,6 +320,28 @@ class Server:
                 self._close_socket(p)
                 self._release_pending(p)
         gc.collect()
+
+    def _close_later(self, sock):
+        """Close a socket refused at accept on the next sweep, not now: the
+        client's request is usually still on its way, and closing with unread
+        input sends an RST that can destroy the 503 before the client reads
+        it. The sweep reads what arrived and closes with a FIN. A few places
+        only, taken without allocating; when they are all taken, close now."""
+        held = self._refused
+        for i in range(len(held)):
+            if held[i] is None:
+                held[i] = sock
+                return
+        self._close_raw(sock)
+
+    def _close_refused(self):
+        held = self._refused
+        for i in range(len(held)):
+            sock = held[i]
+            if sock is not None:
+                held[i] = None
+                self._discard(sock)
+                self._close_raw(sock)
 
     def _next_refusal(self):
         self._refusal_turn = (self._refusal_turn + 1) % len(self._refusals)
@@ -546,7 +576,9 @@ class Server:
             if n >= cap:
                 # 414 while the request line itself has not ended, else 431.
                 nl = buf.find(b"\n", handshake.skip_empty_lines(buf, n), n)
-                raise handshake.HandshakeError(431 if nl >= 0 else 414, "request head over request_max")
+                raise handshake.HandshakeError(
+                    431 if nl >= 0 else 414, "request head over request_max"
+                )
 
     def _free_slot(self):
         for slot in self.slots:
@@ -609,7 +641,9 @@ class Server:
         try:
             if path in self._ws_routes:
                 raise handshake.HandshakeError(
-                    426, "this path speaks WebSocket only", b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                    426,
+                    "this path speaks WebSocket only",
+                    b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
                 )
             route = self._http_routes.get(path)
             if route is None:
@@ -655,7 +689,9 @@ class Server:
             length = "Content-Length: %d\r\n" % len(body)
         else:
             length = ""
-        head = (_RESPONSE_HEAD % (status, _STATUS.get(status, "Error"), ctype, length, extra.decode())).encode()
+        head = (
+            _RESPONSE_HEAD % (status, _STATUS.get(status, "Error"), ctype, length, extra.decode())
+        ).encode()
         await self._write_all(pend, head, len(head))
         if head_only:
             return
@@ -797,8 +833,13 @@ class Server:
         # A plain function, not a coroutine: an idle server allocates nothing.
         cfg = self.config
         stats = self.stats
+        self._close_refused()
         for p in self._carriers:
-            if p.task is not None and not p.expired and time.ticks_diff(now, p.started) > cfg.handshake_timeout:
+            if (
+                p.task is not None
+                and not p.expired
+                and time.ticks_diff(now, p.started) > cfg.handshake_timeout
+            ):
                 p.expired = True
                 p.task.cancel()
         for slot in self.slots:
@@ -810,8 +851,12 @@ class Server:
                     self._abort(slot, codec.CLOSE_POLICY, "send timeout", "send_timeout", True)
                 elif slot.ping_sent and time.ticks_diff(now, slot.ping_sent) > slot.pong_wait:
                     stats.pongs_missed += 1
-                    self._abort(slot, codec.CLOSE_INTERNAL_ERROR, "keepalive timeout", "keepalive", True)
-                elif cfg.idle_timeout and time.ticks_diff(now, slot.last_message) > cfg.idle_timeout:
+                    self._abort(
+                        slot, codec.CLOSE_INTERNAL_ERROR, "keepalive timeout", "keepalive", True
+                    )
+                elif (
+                    cfg.idle_timeout and time.ticks_diff(now, slot.last_message) > cfg.idle_timeout
+                ):
                     self._abort(slot, codec.CLOSE_GOING_AWAY, "idle timeout", "idle")
                 elif (
                     cfg.ping_interval
@@ -910,11 +955,18 @@ class Server:
         self.stats.send_drops += dropped
         return sent, dropped
 
+
 _SCRATCH = bytearray(256)  # shared sink for discarded input; its content is never read
 
 
 def _prebuilt(status, body, extra):
-    head = _RESPONSE_HEAD % (status, _STATUS[status], "text/plain", "Content-Length: %d\r\n" % len(body), extra)
+    head = _RESPONSE_HEAD % (
+        status,
+        _STATUS[status],
+        "text/plain",
+        "Content-Length: %d\r\n" % len(body),
+        extra,
+    )
     return head.encode() + body
 
 

@@ -140,7 +140,9 @@ class Stats:
             return _kv(buf, off, ", ", name, v)
         off = _kv(buf, off, ", ", name, None)
         sep = "{"
-        for k in _CODE_ORDER if v is self.close_codes else REASONS:  # a fixed order: a dict's own is not
+        for k in (
+            _CODE_ORDER if v is self.close_codes else REASONS
+        ):  # a fixed order: a dict's own is not
             off = _kv(buf, off, sep, k, v[k])
             sep = ", "
         buf[off] = 125
@@ -206,8 +208,7 @@ def largest_free_block(cap):
     while lo < hi:
         mid = (lo + hi + 1) // 2
         try:
-            b = bytearray(mid)
-            b = None
+            bytearray(mid)  # garbage at once: nothing keeps it
             lo = mid
         except MemoryError:
             hi = mid - 1
