@@ -322,17 +322,14 @@ class FrameParser:
 
 
 def write_header(buf, off, op, n, fin=True):
-    """Write an unmasked server frame header at buf[off:]; return its size."""
+    """Write an unmasked server frame header at buf[off:]; return its size.
+    A server frame never exceeds one tx buffer (16 KiB at most), so the
+    64-bit length form is never needed."""
     buf[off] = (0x80 if fin else 0) | op
     if n < 126:
         buf[off + 1] = n
         return 2
-    if n < 65536:
-        buf[off + 1] = 126
-        buf[off + 2] = n >> 8
-        buf[off + 3] = n & 0xFF
-        return 4
-    buf[off + 1] = 127
-    for i in range(8):
-        buf[off + 9 - i] = (n >> (8 * i)) & 0xFF
-    return 10
+    buf[off + 1] = 126
+    buf[off + 2] = n >> 8
+    buf[off + 3] = n & 0xFF
+    return 4

@@ -174,7 +174,8 @@ class Server:
 
     def route(self, path, handler=None):
         """Serve plain HTTP GET/HEAD at `path` with `handler(request)` returning
-        (status, content_type, body) or the name of a file to stream."""
+        (status, content_type, body): body str, bytes, an iterable of pieces
+        (streamed through the request buffer), or server.stats."""
 
         def add(fn):
             self._http_routes[path] = fn
