@@ -19,7 +19,6 @@ from micropython import const
 
 from . import aio, codec, utf8
 from .aio import wait_readable, wait_writable
-from .mask import copy
 
 _OPEN = const(0)
 _CLOSING = const(1)  # our close frame is out; waiting for the peer's
@@ -139,10 +138,7 @@ class WebSocket:
                 if self._state == _CLOSED:
                     raise ConnectionClosed(self.close_code, self.close_reason)
                 continue
-            try:
-                n = self._fill()
-            except OSError:
-                n = -1
+            n = self._fill()
             if n is None:
                 await wait_readable(self.sock)
             elif n <= 0:
@@ -151,10 +147,13 @@ class WebSocket:
 
     def _fill(self):
         """Read into the slot's rx buffer without waiting: bytes read, None
-        if nothing has arrived, 0 at EOF. OSError is the caller's to catch
-        (see _try_write: no try here, so the frame stays off the heap)."""
+        if nothing has arrived, 0 at EOF, -1 on a socket error. (Not a
+        coroutine: one frame less per connection and per read.)"""
         slot = self._slot
-        n = self.sock.readinto(slot.rx)
+        try:
+            n = self.sock.readinto(slot.rx)
+        except OSError:
+            return -1
         if n:
             slot.rx_pos = 0
             slot.rx_end = n
@@ -193,7 +192,8 @@ class WebSocket:
             if self._state != _OPEN and op != codec.OP_CLOSE:
                 raise ConnectionClosed(self.close_code, self.close_reason)
             slot.writer = asyncio.current_task()
-            tx = slot.tx
+            src = memoryview(data)
+            tx = slot.tx_mv
             room = len(tx) - 10
             off = 0
             frame_op = op
@@ -203,12 +203,10 @@ class WebSocket:
                     chunk = room  # a long message leaves as fragments of one tx buffer
                 fin = off + chunk >= n
                 h = codec.write_header(tx, 0, frame_op, chunk, fin)
-                copy(tx, h, data, off, chunk)  # from any buffer, no view made
+                if chunk:
+                    tx[h : h + chunk] = src[off : off + chunk]
                 end = h + chunk
-                try:
-                    done = self._try_write(0, end)
-                except OSError:
-                    raise self._write_failed()
+                done = self._try_write(0, end)
                 if done < end:  # the socket is full: only now set up a wait
                     await self._write(done, end)
                 off += chunk
@@ -226,31 +224,25 @@ class WebSocket:
             lock.release()
 
     def _try_write(self, off, end):
-        """Write tx[off:end] as far as the socket takes it now; the new offset.
-        OSError is the caller's to catch (_write_failed): a try here would
-        push this frame over the 11 words MicroPython keeps on the C stack,
-        and it would go on the heap at every write; in the coroutines that
-        call it, the handler costs nothing per call."""
-        n = self.sock.write(self._slot.tx, off, end - off)  # offsets: no memoryview slice
+        """Write tx[off:end] as far as the socket takes it now; the new offset."""
+        try:
+            # write(buf, off, len): no memoryview slice per write
+            n = self.sock.write(self._slot.tx, off, end - off)
+        except OSError:
+            self._broken = True
+            self._slot.tx_since = 0
+            raise ConnectionClosed(codec.CLOSE_ABNORMAL, "send failed")
         if n:
             self._server.stats.bytes_out += n
             return off + n
         return off
-
-    def _write_failed(self):
-        self._broken = True
-        self._slot.tx_since = 0
-        return ConnectionClosed(codec.CLOSE_ABNORMAL, "send failed")
 
     async def _write(self, off, end):
         """Write tx[off:end], waiting while the socket is full; the sweep's
         send deadline (tx_since) bounds how long."""
         slot = self._slot
         while True:
-            try:
-                off = self._try_write(off, end)
-            except OSError:
-                raise self._write_failed()
+            off = self._try_write(off, end)
             if off >= end:
                 break
             if not slot.tx_since:
@@ -266,31 +258,25 @@ class WebSocket:
         part of it, a short-lived task finishes the rest while the slot's
         write lock stays held, so nothing can interleave with it.
         """
-        # (Small steps: each frame stays within MicroPython's 11 words on
-        # the C stack, so a broadcast allocates nothing per recipient.)
         slot = self._slot
         if slot is None or self._state != _OPEN or not aio.try_acquire(slot.wlock):
             return False
-        n = _frame_into(slot.tx, op, data, n)
-        done = self._write_nowait(n)
-        if done < 0:
+        tx = slot.tx_mv
+        h = codec.write_header(tx, 0, op, n)
+        if n:
+            tx[h : h + n] = memoryview(data)[:n]
+        try:
+            done = self.sock.write(tx[: h + n]) or 0
+        except OSError:
             slot.wlock.release()
             return False
-        if done == n:
+        self._server.stats.bytes_out += done
+        if done == h + n:
             slot.wlock.release()
         else:
             slot.tx_since = aio.now()
-            slot.writer = asyncio.create_task(self._finish_write(done, n))
+            slot.writer = asyncio.create_task(self._finish_write(done, h + n))
         return True
-
-    def _write_nowait(self, end):
-        """tx[:end] as far as the socket takes it now: bytes written, -1 on error."""
-        try:
-            n = self.sock.write(self._slot.tx, 0, end) or 0
-        except OSError:
-            return -1
-        self._server.stats.bytes_out += n
-        return n
 
     async def _finish_write(self, off, end):
         slot = self._slot
@@ -470,10 +456,7 @@ class WebSocket:
                 if ev == codec.EV_ERROR:
                     return
                 continue
-            try:
-                n = self._fill()
-            except OSError:
-                return
+            n = self._fill()
             if n is None:
                 await wait_readable(self.sock)
             elif n <= 0:
@@ -513,10 +496,3 @@ def _truncate_utf8(b, limit):
     while end > 0 and (b[end] & 0xC0) == 0x80:
         end -= 1
     return b[:end]
-
-
-def _frame_into(tx, op, data, n):
-    """A whole server frame of data[:n] at tx[0:]; its length."""
-    h = codec.write_header(tx, 0, op, n)
-    copy(tx, h, data, 0, n)
-    return h + n
