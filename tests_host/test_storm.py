@@ -434,7 +434,9 @@ def test_mixed_hostile_storm(spawn):
     def slowloris():
         s = connect(t)
         s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
-        assert parse_response(recv_until_closed(s))[0] == 408  # the handshake deadline
+        # The handshake deadline (408), or refused at accept (503) when the
+        # storm has every request buffer busy at that moment.
+        assert parse_response(recv_until_closed(s))[0] in (408, 503)
         s.close()
 
     def silent_peer():
