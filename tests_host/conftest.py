@@ -123,6 +123,8 @@ def target(device_url):
     yield proc.target
     alive = proc.alive()
     proc.stop()
+    if os.environ.get("STORMPROOF_SERVER_LOG"):
+        Path(os.environ["STORMPROOF_SERVER_LOG"]).write_text("\n".join(proc.lines))
     assert alive, "server process died during the session:\n" + proc.output()
 
 

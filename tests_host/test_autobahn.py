@@ -35,9 +35,20 @@ import struct
 
 import pytest
 from conftest import ServerProcess, settle
-from wsutil import RawWS, Target, close_payload, frame, get_stats
+from wsutil import (
+    BINARY,
+    CLOSE,
+    CONT,
+    PING,
+    PONG,
+    TEXT,
+    RawWS,
+    Target,
+    close_payload,
+    frame,
+    get_stats,
+)
 
-TEXT, BINARY, CLOSE, PING, PONG, CONT = 1, 2, 8, 9, 10, 0
 BIG = 16384  # the largest max_message a server can be configured with
 MAX_EVENTS = 64  # frames a case may see before the close it expects
 MAX_FRAGMENTS = 1024  # fragments of one echoed message (16 KiB / tx buffer)

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, micropython
-from wsutil import close_payload, frame
+from wsutil import BINARY, CLOSE, CONT, PING, PONG, TEXT, close_payload, frame
 
 DRIVER = Path(__file__).parent / "mp" / "codec_driver.py"
-TEXT, BINARY, CLOSE, PING, PONG, CONT = 1, 2, 8, 9, 10, 0
 
 
 @pytest.fixture(scope="module")

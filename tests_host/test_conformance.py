@@ -10,9 +10,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request
-from wsutil import RawWS, close_payload, frame, get_stats
-
-TEXT, BINARY, CLOSE, PING, PONG, CONT = 1, 2, 8, 9, 10, 0
+from wsutil import BINARY, CLOSE, CONT, PING, PONG, TEXT, RawWS, close_payload, frame, get_stats
 
 
 def run(coro):

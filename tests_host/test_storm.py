@@ -17,7 +17,10 @@ import pytest
 import websockets
 from conftest import settle
 from wsutil import (
+    BINARY,
+    CLOSE,
     IO_TIMEOUT,
+    TEXT,
     RawWS,
     Refused,
     close_payload,
@@ -31,8 +34,6 @@ from wsutil import (
     reluctant_reader,
     upgrade_request,
 )
-
-TEXT, BINARY, CLOSE = 1, 2, 8
 
 
 def echo_ok(target) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 # Generous for Wi-Fi: no test assumes loopback speed.
 IO_TIMEOUT = float(os.environ.get("STORMPROOF_IO_TIMEOUT", "10"))
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+TEXT, BINARY, CLOSE, PING, PONG, CONT = 1, 2, 8, 9, 10, 0  # opcodes
 
 
 @dataclass

@@ -72,15 +72,15 @@ def overrides():
 
 
 def _startup(name):
-    """configcheck's function `name`, with the module released from RAM again
+    """startup.py's function `name`, with the module released from RAM again
     (the function object keeps what it needs while it runs)."""
     import sys
 
-    from . import configcheck
+    from . import startup
 
-    fn = getattr(configcheck, name)
-    sys.modules.pop(configcheck.__name__, None)
+    fn = getattr(startup, name)
+    sys.modules.pop(startup.__name__, None)
     pkg = sys.modules.get(__name__.rpartition(".")[0])
-    if pkg is not None and hasattr(pkg, "configcheck"):
-        delattr(pkg, "configcheck")
+    if pkg is not None and hasattr(pkg, "startup"):
+        delattr(pkg, "startup")
     return fn

@@ -19,6 +19,16 @@ _LF = const(10)
 _CR = const(13)
 
 
+RESPONSE_HEAD = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sConnection: close\r\nCache-Control: no-store\r\n%s\r\n"  # status, reason phrase, content type, Content-Length line or "", extra header lines
+STATUS = {
+    101: "Switching Protocols", 200: "OK", 400: "Bad Request", 401: "Unauthorized",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    413: "Content Too Large", 414: "URI Too Long", 426: "Upgrade Required",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    503: "Service Unavailable", 505: "HTTP Version Not Supported",
+}  # fmt: skip
+
+
 class HandshakeError(Exception):
     """A request to refuse: an HTTP status, a reason, and any extra header lines."""
 

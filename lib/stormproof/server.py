@@ -14,38 +14,33 @@ itself: it cancels the connection's task, whose close path does the rest.
 import asyncio
 import gc
 import socket
-import sys
 import time
 
 from micropython import const
 
 from . import aio, codec, handshake
 from .aio import wait_readable, wait_writable
-from .config import Config
+from .config import Config, _startup
 from .log import Log
 from .stats import ITEMS, Stats
 from .websocket import ConnectionClosed, WebSocket, message_opcode
 
 _EAGAIN = const(11)
 _ACCEPT_BATCH = const(8)
-_IPPROTO_TCP = const(6)  # Linux's numbers, for the unix port
-_TCP_NODELAY = const(1)
 _ACCEPT_HEADROOM = const(512)
 _REFUSED_HELD = const(4)
 _LINGER_MS = const(1000)
 _LINGER_IDLE_MS = const(100)
 _LINGER_STEP_MS = const(20)
-_RESPONSE_HEAD = (
-    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sConnection: close\r\nCache-Control: no-store\r\n%s\r\n"
-)
+
+# What the sweep does for a slot (slot_due): the deadline it has passed.
+_NOTHING = const(0)
+_SEND_TIMEOUT = const(1)  # a send has waited send_timeout: the client stopped reading (1008)
+_KEEPALIVE = const(2)  # the ping's pong is overdue: dead or half-open peer (1011)
+_IDLE = const(3)  # no message for idle_timeout (1001)
+_PING = const(4)  # silent for ping_interval: send a keepalive ping
+_KICK = const(5)  # the closing handshake overran close_timeout: close TCP now
 _STATS_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n"
-_STATUS = {
-    101: "Switching Protocols", 200: "OK", 400: "Bad Request", 403: "Forbidden",
-    404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-    413: "Content Too Large", 414: "URI Too Long", 426: "Upgrade Required",
-    431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    503: "Service Unavailable", 505: "HTTP Version Not Supported",
-}  # fmt: skip
 
 
 class Slot:
@@ -112,44 +107,16 @@ class Pending:
 class Server:
     def __init__(self, config=None, log=None):
         cfg = config or Config()
-        self.config = cfg.validate()
+        self.config = cfg
         self.log = log or Log(cfg.log_level)
         self.stats = Stats(cfg.max_clients, cfg.handshakes, cfg.max_message)
         self.stats.log = self.log
         self._http_routes = {}
         self._ws_routes = {}
-        # Everything that lives as long as the server is allocated here, at
-        # the bottom of the heap, so what connections allocate and free later
-        # never has a long-lived object between it and the free space above.
-        # At most the listener and every connection reading or open wait at once.
-        aio.install(1 + cfg.max_clients + cfg.handshakes)
-        gc.collect()
-        before = gc.mem_free()
-        self.slots = [Slot(i, cfg) for i in range(cfg.max_clients)]
-        self.pending = [Pending(bytearray(cfg.request_max)) for _ in range(cfg.handshakes)]
-        # Every handshake carrier, the pool's and the slots' own.
-        self._carriers = self.pending + [s.pending for s in self.slots if s.pending is not None]
-        self._refusals = self._prebuild_refusals()
-        self._timeout_answer = _prebuilt(408, b"the request did not arrive in time\n", "")
-        gc.collect()
-        per = cfg.slot_bytes()
-        self.log.info(
-            "memory: %d slots x %d B = %d B, handshake pool %d B; heap used by tables %d B, free %d B",
-            cfg.max_clients, per, per * cfg.max_clients, cfg.request_max * cfg.handshakes,
-            before - gc.mem_free(), gc.mem_free(),
-        )  # fmt: skip
-        if cfg.gc_threshold:
-            gc.threshold(cfg.gc_threshold if cfg.gc_threshold > 0 else gc.mem_free() // 2)
-        # TCP_NODELAY where setting it works: firmware whose socket module
-        # names it implements it; the unix port passes any option to the
-        # kernel (Linux numbers). Older ESP32 firmware prints a warning for
-        # every unknown option, once per connection: there it is left alone.
-        if hasattr(socket, "TCP_NODELAY"):
-            self._nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY)  # pyright: ignore[reportAttributeAccessIssue]
-        elif sys.platform == "linux":
-            self._nodelay = (_IPPROTO_TCP, _TCP_NODELAY)
-        else:
-            self._nodelay = None
+        # The settings are checked and the tables (slots, carriers, prebuilt
+        # answers) built by start-up code that leaves RAM again afterwards.
+        (self.slots, self.pending, self._carriers, self._refusals, self._timeout_answer,
+         self._nodelay) = _startup("build")(cfg, self.log, Slot, Pending)  # fmt: skip
         self._listener = None
         self._serve_task = None
         self._refusal_turn = 0
@@ -347,13 +314,6 @@ class Server:
     def _next_refusal(self):
         self._refusal_turn = (self._refusal_turn + 1) % len(self._refusals)
         return self._refusals[self._refusal_turn]
-
-    def _prebuild_refusals(self):
-        # Retry-After with jitter, so refused clients do not all come back in
-        # the same second; built now so a refusal allocates nothing.
-        base = self.config.retry_after
-        body = b"server full: every WebSocket slot is in use; retry later\n"
-        return [_prebuilt(503, body, "Retry-After: %d\r\n" % (base + extra)) for extra in range(3)]
 
     def _close_raw(self, sock):
         try:
@@ -691,7 +651,8 @@ class Server:
         else:
             length = ""
         head = (
-            _RESPONSE_HEAD % (status, _STATUS.get(status, "Error"), ctype, length, extra.decode())
+            handshake.RESPONSE_HEAD
+            % (status, handshake.STATUS.get(status, "Error"), ctype, length, extra.decode())
         ).encode()
         await self._write_all(pend, head, len(head))
         if head_only:
@@ -831,50 +792,44 @@ class Server:
                 self.log.error("sweep: %r", e)
 
     def _sweep_once(self, now):
-        # A plain function, not a coroutine: an idle server allocates nothing.
-        cfg = self.config
-        stats = self.stats
+        # Plain functions, not coroutines, and each frame within the 11
+        # words MicroPython keeps on the C stack: an idle server allocates nothing.
         self._close_refused()
-        for p in self._carriers:
-            if (
-                p.task is not None
-                and not p.expired
-                and time.ticks_diff(now, p.started) > cfg.handshake_timeout
-            ):
-                p.expired = True
-                p.task.cancel()
-        for slot in self.slots:
-            ws = slot.ws
-            if ws is None or slot.task is None:
-                continue
-            if ws.open and not slot.aborted:
-                if slot.tx_since and time.ticks_diff(now, slot.tx_since) > cfg.send_timeout:
-                    self._abort(slot, codec.CLOSE_POLICY, "send timeout", "send_timeout", True)
-                elif slot.ping_sent and time.ticks_diff(now, slot.ping_sent) > slot.pong_wait:
-                    stats.pongs_missed += 1
-                    self._abort(
-                        slot, codec.CLOSE_INTERNAL_ERROR, "keepalive timeout", "keepalive", True
-                    )
-                elif (
-                    cfg.idle_timeout and time.ticks_diff(now, slot.last_message) > cfg.idle_timeout
-                ):
-                    self._abort(slot, codec.CLOSE_GOING_AWAY, "idle timeout", "idle")
-                elif (
-                    cfg.ping_interval
-                    and not slot.ping_sent
-                    and time.ticks_diff(now, slot.last_rx) > cfg.ping_interval
-                ):
-                    if ws.send_nowait(codec.OP_PING, b"", 0):
-                        slot.ping_sent = now
-                        slot.pong_wait = cfg.pong_timeout
-                        stats.pings_sent += 1
-            elif (
-                slot.closing_since
-                and not slot.close_kicked
-                and time.ticks_diff(now, slot.closing_since) > cfg.close_timeout
-            ):
-                slot.close_kicked = True
-                slot.task.cancel()
+        i = 0
+        while i < len(self._carriers):
+            if request_expired(self._carriers[i], self.config, now):
+                self._carriers[i].expired = True
+                self._carriers[i].task.cancel()  # pyright: ignore[reportOptionalMemberAccess]
+            i += 1
+        i = 0
+        while i < len(self.slots):
+            if self.slots[i].ws is not None and self.slots[i].task is not None:
+                self._sweep_slot(self.slots[i], now)
+            i += 1
+
+    def _sweep_slot(self, slot, now):
+        act = slot_due(slot, self.config, now)
+        if act == _PING:
+            self._ping(slot, now, self.config.pong_timeout)
+        elif act == _KICK:
+            slot.close_kicked = True
+            slot.task.cancel()
+        elif act == _SEND_TIMEOUT:
+            self._abort(slot, codec.CLOSE_POLICY, "send timeout", "send_timeout", True)
+        elif act == _KEEPALIVE:
+            self.stats.pongs_missed += 1
+            self._abort(slot, codec.CLOSE_INTERNAL_ERROR, "keepalive timeout", "keepalive", True)
+        elif act == _IDLE:
+            self._abort(slot, codec.CLOSE_GOING_AWAY, "idle timeout", "idle")
+
+    def _ping(self, slot, now, wait):
+        """A keepalive or probe ping, if the slot can take one without waiting."""
+        if slot.ws.send_nowait(codec.OP_PING, b"", 0):
+            slot.ping_sent = now
+            slot.pong_wait = wait
+            self.stats.pings_sent += 1
+            return True
+        return False
 
     def _probe_silent(self):
         """A client was refused for want of a slot: ping every slot silent for
@@ -882,27 +837,28 @@ class Server:
         half-open peer gives its slot back in seconds instead of at the next
         keepalive. A live client answers and keeps its slot; nobody is evicted
         for being busy or quiet, only for not answering."""
-        cfg = self.config
-        if not cfg.probe_silence:
+        if not self.config.probe_silence:
             return
-        now = aio.now()
-        for slot in self.slots:
-            ws = slot.ws
-            if ws is None or slot.task is None or slot.aborted or not ws.open:
+        i = 0
+        while i < len(self.slots):
+            ws = self.slots[i].ws
+            if ws is None or self.slots[i].task is None or self.slots[i].aborted or not ws.open:
                 return  # a slot is free or on its way out: no pressure
-        for slot in self.slots:
-            ws = slot.ws
-            if ws is None:
-                continue
-            if slot.ping_sent:  # a keepalive ping is out already: hold it to the probe's deadline
-                if slot.pong_wait > cfg.probe_timeout:
-                    slot.pong_wait = cfg.probe_timeout
-            elif time.ticks_diff(now, slot.last_rx) > cfg.probe_silence:
-                if ws.send_nowait(codec.OP_PING, b"", 0):
-                    slot.ping_sent = now
-                    slot.pong_wait = cfg.probe_timeout
-                    self.stats.pings_sent += 1
-                    self.stats.probes += 1
+            i += 1
+        i = 0
+        while i < len(self.slots):
+            self._probe(self.slots[i], aio.now())
+            i += 1
+
+    def _probe(self, slot, now):
+        cfg = self.config
+        if slot.ping_sent:  # a keepalive ping is out already: hold it to the probe's deadline
+            if slot.pong_wait > cfg.probe_timeout:
+                slot.pong_wait = cfg.probe_timeout
+        elif time.ticks_diff(now, slot.last_rx) > cfg.probe_silence and self._ping(
+            slot, now, cfg.probe_timeout
+        ):
+            self.stats.probes += 1
 
     # ---- application helpers -----------------------------------------------
 
@@ -917,10 +873,6 @@ class Server:
             return (socket.inet_ntop(fam, ip), port)  # pyright: ignore[reportAttributeAccessIssue]
         except Exception:
             return ("?", 0)
-
-    def connections(self):
-        """The open WebSockets (a new list)."""
-        return [s.ws for s in self.slots if s.ws is not None and s.ws.open]
 
     @property
     def broadcast_max(self):
@@ -957,18 +909,43 @@ class Server:
         return sent, dropped
 
 
-_SCRATCH = bytearray(256)  # shared sink for discarded input; its content is never read
+def slot_due(slot, cfg, now):
+    """What the sweep must do now for a slot holding a WebSocket: one of the
+    _NOTHING.._KICK constants, the most urgent first. A pure function of
+    (slot, config, now), tested with a fixed clock; the sweep applies it."""
+    if not slot.ws.open or slot.aborted:
+        if (
+            slot.closing_since
+            and not slot.close_kicked
+            and time.ticks_diff(now, slot.closing_since) > cfg.close_timeout
+        ):
+            return _KICK
+        return _NOTHING
+    if slot.tx_since and time.ticks_diff(now, slot.tx_since) > cfg.send_timeout:
+        return _SEND_TIMEOUT
+    if slot.ping_sent and time.ticks_diff(now, slot.ping_sent) > slot.pong_wait:
+        return _KEEPALIVE
+    if cfg.idle_timeout and time.ticks_diff(now, slot.last_message) > cfg.idle_timeout:
+        return _IDLE
+    if (
+        cfg.ping_interval
+        and not slot.ping_sent
+        and time.ticks_diff(now, slot.last_rx) > cfg.ping_interval
+    ):
+        return _PING
+    return _NOTHING
 
 
-def _prebuilt(status, body, extra):
-    head = _RESPONSE_HEAD % (
-        status,
-        _STATUS[status],
-        "text/plain",
-        "Content-Length: %d\r\n" % len(body),
-        extra,
+def request_expired(pend, cfg, now):
+    """Has a connection still reading its HTTP request run out of time?"""
+    return (
+        pend.task is not None
+        and not pend.expired
+        and time.ticks_diff(now, pend.started) > cfg.handshake_timeout
     )
-    return head.encode() + body
+
+
+_SCRATCH = bytearray(256)  # shared sink for discarded input; its content is never read
 
 
 def _put(buf, off, data):

@@ -108,61 +108,78 @@ class Stats:
         the new offset, or -1 if it may not fit (write out buf[:off] and call
         again at 0; a piece never needs more than 480 bytes).
 
-        Nothing here allocates, so a report can neither fail half-way on a
-        full heap nor move the heap it describes, and each piece is written
-        whole: the text is valid JSON however the caller cuts it into writes.
+        Nothing here allocates, frames included (every function below keeps
+        its locals and stack within the 11 words MicroPython holds on the C
+        stack), so a report can neither fail half-way on a full heap nor move
+        the heap it describes, and each piece is written whole: the text is
+        valid JSON however the caller cuts it into writes.
         """
         if len(buf) - off < _PIECE_MAX:
             return -1
         if item == 0:
-            # Bytes ever allocated (unix port; boards build without mem stats),
-            # read before anything here allocates: differences of it give
-            # allocation per message.
-            total = _mem_total() if _mem_total is not None else -1
-            # Heap figures first, before this request's own objects.
-            gc.collect()
-            largest = largest_free_block(self.probe_cap) if self.probe_next else -1
-            gc.collect()
-            off = _kv(buf, off, "{", "mem_free", gc.mem_free())
-            off = _kv(buf, off, ", ", "mem_alloc", gc.mem_alloc())
-            off = _kv(buf, off, ", ", "largest_free", largest)
-            off = _kv(buf, off, ", ", "uptime_ms", time.ticks_diff(time.ticks_ms(), self.started))
-            if total >= 0:
-                off = _kv(buf, off, ", ", "mem_total", total)
-            log = self.log
-            return _kv(buf, off, ", ", "log_suppressed", log.suppressed if log is not None else 0)
+            return self._heap(buf, off)
         if item > len(_FIELDS):
             buf[off] = 125  # }
             return off + 1
-        name = _FIELDS[item - 1]
-        v = getattr(self, name)
+        item = _FIELDS[item - 1]  # from here, the field's name
+        v = getattr(self, item)
+        off = _put(buf, off, ", ")
         if not isinstance(v, dict):
-            return _kv(buf, off, ", ", name, v)
-        off = _kv(buf, off, ", ", name, None)
-        sep = "{"
-        for k in (
-            _CODE_ORDER if v is self.close_codes else REASONS
-        ):  # a fixed order: a dict's own is not
-            off = _kv(buf, off, sep, k, v[k])
-            sep = ", "
-        buf[off] = 125
-        return off + 1
+            return _kv(buf, off, item, v)
+        off = _kv(buf, off, item, None)
+        # A fixed order: a dict's own is not.
+        return _table(buf, off, v, _CODE_ORDER if v is self.close_codes else REASONS)
+
+    def _heap(self, buf, off):
+        # Bytes ever allocated (unix port; boards build without mem stats),
+        # read before anything here allocates: differences of it give
+        # allocation per message.
+        x = _mem_total() if _mem_total is not None else -1
+        off = _put(buf, off, "{")
+        if x >= 0:
+            off = _put(buf, _kv(buf, off, "mem_total", x), ", ")
+        # Heap figures before this request's own objects.
+        gc.collect()
+        x = largest_free_block(self.probe_cap) if self.probe_next else -1
+        gc.collect()
+        off = _put(buf, _kv(buf, off, "largest_free", x), ", ")
+        x = gc.mem_free()
+        off = _put(buf, _kv(buf, off, "mem_free", x), ", ")
+        x = gc.mem_alloc()
+        off = _put(buf, _kv(buf, off, "mem_alloc", x), ", ")
+        x = time.ticks_diff(time.ticks_ms(), self.started)
+        off = _put(buf, _kv(buf, off, "uptime_ms", x), ", ")
+        x = self.log
+        return _kv(buf, off, "log_suppressed", x.suppressed if x is not None else 0)
 
 
 ITEMS = len(_FIELDS) + 2  # pieces of the report
 _CODE_ORDER = ("other",) + _CODES
 
 
-def _kv(buf, off, sep, key, v):
-    """sep "key": v at buf[off:] (key str or int; v None: no value); the new offset."""
-    copy(buf, off, sep, 0, len(sep))
-    off += len(sep)
+def _table(buf, off, v, keys):
+    """{"k": v[k], ...} for keys, at buf[off:]; the new offset."""
+    i = 0
+    while i < len(keys):
+        off = _pair(buf, _put(buf, off, ", " if i else "{"), v, keys[i])
+        i += 1
+    buf[off] = 125  # }
+    return off + 1
+
+
+def _pair(buf, off, v, k):
+    return _kv(buf, off, k, v[k])
+
+
+def _put(buf, off, s):
+    copy(buf, off, s, 0, len(s))
+    return off + len(s)
+
+
+def _kv(buf, off, key, v):
+    """ "key": v at buf[off:] (key str or int; v None: no value); the new offset."""
     buf[off] = 34  # "
-    if isinstance(key, int):
-        off = _int(buf, off + 1, key)
-    else:
-        copy(buf, off + 1, key, 0, len(key))
-        off += 1 + len(key)
+    off = _int(buf, off + 1, key) if isinstance(key, int) else _put(buf, off + 1, key)
     buf[off] = 34
     buf[off + 1] = 58  # :
     buf[off + 2] = 32

@@ -1,0 +1,143 @@
+"""Start-up only code: checking the settings, reading overrides, and building
+the server's tables. Imported when the server starts and released right
+after (config.py keeps only the defaults, server.py only what serves), so
+none of this code or its messages stays in RAM while serving.
+"""
+
+import gc
+import socket
+import sys
+
+from micropython import const
+
+from . import aio, handshake
+from .config import BUFFER_CAP, Config, ConfigError
+
+_HEAP_RESERVE = const(16 * 1024)  # left for the app, asyncio, sockets and GC slack
+_IPPROTO_TCP = const(6)  # Linux's numbers, for the unix port
+_TCP_NODELAY = const(1)
+
+
+def validate(cfg, heap_free=None):
+    """Check every setting of cfg; ConfigError names the first bad one."""
+
+    def need(ok, msg):
+        if not ok:
+            raise ConfigError(msg)
+
+    need(cfg.max_clients >= 1 and cfg.handshakes >= 1, "max_clients and handshakes must be >= 1")
+    for k in ("max_message", "rx_chunk", "tx_size", "request_max"):
+        need(0 < getattr(cfg, k) <= BUFFER_CAP, "%s must be 1..%d bytes" % (k, BUFFER_CAP))
+    need(cfg.tx_size >= 256, "tx_size must be >= 256 (control frames)")
+    need(cfg.request_max >= 512, "request_max must be >= 512")
+    need(cfg.rx_chunk >= 64, "rx_chunk must be >= 64")
+    used = 1 + cfg.max_clients + cfg.handshakes + cfg.reserved_sockets
+    need(
+        used <= cfg.socket_budget,
+        "sockets: 1 listener + max_clients + handshakes + reserved_sockets = %d > socket_budget %d"
+        % (used, cfg.socket_budget),
+    )
+    for k in (
+        "handshake_timeout",
+        "pong_timeout",
+        "probe_timeout",
+        "send_timeout",
+        "close_timeout",
+    ):
+        need(getattr(cfg, k) > 0, k + " must be > 0 ms")
+    need(
+        cfg.ping_interval >= 0 and cfg.idle_timeout >= 0 and cfg.probe_silence >= 0,
+        "timeouts must be >= 0",
+    )
+    need(10 <= cfg.sweep_interval <= 5000, "sweep_interval must be 10..5000 ms")
+    need(cfg.retry_after >= 1, "retry_after must be >= 1 s")
+    if heap_free is None:
+        gc.collect()
+        heap_free = gc.mem_free()
+    need_bytes = cfg.slot_bytes() * cfg.max_clients + cfg.request_max * cfg.handshakes
+    need(
+        need_bytes + _HEAP_RESERVE <= heap_free,
+        "memory: %d B of buffers + %d B reserve > %d B free heap; lower max_clients or max_message"
+        % (need_bytes, _HEAP_RESERVE, heap_free),
+    )
+    return cfg
+
+
+def overrides():
+    """Settings that replace the defaults: the CONFIG dict of an optional
+    module `stormproof_settings`, then (on the unix port, which has an
+    environment) STORMPROOF_<NAME> variables, e.g. STORMPROOF_MAX_CLIENTS=6."""
+    out = {}
+    try:
+        import stormproof_settings  # pyright: ignore[reportMissingImports]
+
+        out.update(stormproof_settings.CONFIG)
+    except ImportError:
+        pass
+    try:
+        from os import getenv  # pyright: ignore[reportAttributeAccessIssue]
+    except ImportError:
+        return out  # a board: no environment
+    for k in dir(Config):
+        if k[0] != "_" and not callable(getattr(Config, k)):
+            v = getenv("STORMPROOF_" + k.upper())
+            if v:
+                out[k] = v if k == "host" else int(v)
+    return out
+
+
+def build(cfg, log, slot_class, pending_class):
+    """The server's tables: (slots, pending pool, every handshake carrier,
+    the 503 answers, the 408 answer, the TCP_NODELAY option or None).
+
+    Everything that lives as long as the server is allocated here, at the
+    bottom of the heap, so what connections allocate and free later never
+    has a long-lived object between it and the free space above."""
+    validate(cfg)
+    # At most the listener and every connection reading or open wait at once.
+    aio.install(1 + cfg.max_clients + cfg.handshakes)
+    gc.collect()
+    before = gc.mem_free()
+    slots = [slot_class(i, cfg) for i in range(cfg.max_clients)]
+    pending = [pending_class(bytearray(cfg.request_max)) for _ in range(cfg.handshakes)]
+    # Every handshake carrier, the pool's and the slots' own.
+    carriers = pending + [s.pending for s in slots if s.pending is not None]
+    # 503s with Retry-After jitter, so refused clients do not all come back
+    # in the same second; built now so a refusal allocates nothing.
+    body = b"server full: every WebSocket slot is in use; retry later\n"
+    refusals = [
+        _prebuilt(503, body, "Retry-After: %d\r\n" % (cfg.retry_after + extra))
+        for extra in range(3)
+    ]
+    timeout = _prebuilt(408, b"the request did not arrive in time\n", "")
+    gc.collect()
+    per = cfg.slot_bytes()
+    log.info(
+        "memory: %d slots x %d B = %d B, handshake pool %d B; heap used by tables %d B, free %d B",
+        cfg.max_clients, per, per * cfg.max_clients, cfg.request_max * cfg.handshakes,
+        before - gc.mem_free(), gc.mem_free(),
+    )  # fmt: skip
+    if cfg.gc_threshold:
+        gc.threshold(cfg.gc_threshold if cfg.gc_threshold > 0 else gc.mem_free() // 2)
+    # TCP_NODELAY where setting it works: firmware whose socket module
+    # names it implements it; the unix port passes any option to the
+    # kernel (Linux numbers). Older ESP32 firmware prints a warning for
+    # every unknown option, once per connection: there it is left alone.
+    if hasattr(socket, "TCP_NODELAY"):
+        nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY)  # pyright: ignore[reportAttributeAccessIssue]
+    elif sys.platform == "linux":
+        nodelay = (_IPPROTO_TCP, _TCP_NODELAY)
+    else:
+        nodelay = None
+    return slots, pending, carriers, refusals, timeout, nodelay
+
+
+def _prebuilt(status, body, extra):
+    head = handshake.RESPONSE_HEAD % (
+        status,
+        handshake.STATUS[status],
+        "text/plain",
+        "Content-Length: %d\r\n" % len(body),
+        extra,
+    )
+    return head.encode() + body
