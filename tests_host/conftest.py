@@ -145,6 +145,9 @@ def spawn(device_url):
     for p in started:
         alive = p.alive()
         p.stop()
+        if os.environ.get("STORMPROOF_SERVER_LOG"):
+            with open(os.environ["STORMPROOF_SERVER_LOG"] + ".spawned", "a") as f:
+                f.write("\n".join(p.lines) + "\n")
         assert alive, "server process died:\n" + p.output()
 
 

@@ -202,13 +202,14 @@ def main(argv=None):
     for f in a.files:
         mod = Path(f).stem
         text = Path(f).read_text()
-        native = set(re.findall(r"@micropython\.(?:viper|native)\s*\n\s*def (\w+)", text))
+        native = set(re.findall(r"@micropython\.(?:viper|native)[^\n]*\n\s*def (\w+)", text))
         names = static_names(text, a.mpy_cross)
         for qual, state, exc, gen in functions(
             compile_bytecode(_NATIVE.sub("", text), Path(f).name, a.mpy_cross)
         ):
             qual = ".".join(names.get(part, part) for part in qual.split("."))
             if qual.split(".")[-1] in native:
+                found[(mod, qual)] = (0, 0, False)  # machine code: its frame is on the C stack
                 continue
             found[(mod, qual)] = (state, exc, gen)
             words = state + EXC_WORDS * exc

@@ -81,6 +81,7 @@ def _build():
 
 
 _TABLE = _build()
+del _build  # needed once: its code leaves RAM
 
 
 @micropython.viper
