@@ -15,6 +15,7 @@ else's slot.
 
 import asyncio
 
+import micropython
 from micropython import const
 
 from . import aio, codec, utf8
@@ -145,6 +146,7 @@ class WebSocket:
                 await self.shutdown(codec.CLOSE_ABNORMAL, "connection lost", "peer_reset")
                 raise ConnectionClosed(self.close_code, self.close_reason)
 
+    @micropython.native  # per socket read: no heap frame for its try block
     def _fill(self):
         """Read into the slot's rx buffer without waiting: bytes read, None
         if nothing has arrived, 0 at EOF, -1 on a socket error. (Not a
@@ -223,6 +225,7 @@ class WebSocket:
             slot.writer = None
             lock.release()
 
+    @micropython.native  # per socket write: no heap frame for its try block
     def _try_write(self, off, end):
         """Write tx[off:end] as far as the socket takes it now; the new offset."""
         try:
