@@ -16,6 +16,7 @@ import gc
 import socket
 import time
 
+import micropython
 from micropython import const
 
 from . import aio, codec, handshake
@@ -229,6 +230,7 @@ class Server:
                 e = None
                 await asyncio.sleep_ms(50)
 
+    @micropython.native  # per connection: no heap frame
     def _admit(self, lsock):
         """Accept one connection and hand it a handshake carrier, or refuse it
         at once. 1 when one was taken, 0 when none was waiting, -1 when
@@ -451,6 +453,7 @@ class Server:
         except MemoryError:
             self.log.suppressed += 1
 
+    @micropython.native  # per connection: no heap frame
     def _upgrade(self, pend, req):
         """Check a WebSocket upgrade and prepare its 101 in the slot's tx buffer.
 
@@ -478,10 +481,11 @@ class Server:
             raise handshake.HandshakeError(503, "every slot busy")
         try:
             return self._prepare(slot, pend, req, chosen, handler, accept_key)
-        except BaseException:
+        except BaseException as e:  # (native code has no bare re-raise)
             self._release_slot(slot)  # taken but never handed over
-            raise
+            raise e
 
+    @micropython.native  # per connection: no heap frame
     def _prepare(self, slot, pend, req, chosen, handler, accept_key):
         ws = WebSocket(self, slot, pend.sock, pend.addr, req.path, req.query, chosen)
         slot.ws = ws
@@ -698,6 +702,7 @@ class Server:
         if off < n:
             await self._write_all(pend, buf, n, off)
 
+    @micropython.native  # per connection: no heap frame
     def _write_now(self, pend, data, off, end):
         """Write data[off:end] as far as the socket takes it now; the new offset."""
         sock = pend.sock
@@ -709,6 +714,7 @@ class Server:
             off += n
         return off
 
+    @micropython.native  # per connection: no heap frame
     def _answer_now(self, sock, data):
         """A prebuilt answer (503, 408) if the socket takes it at once; never
         waits or allocates (it runs after a MemoryError, from a cancelled
@@ -739,6 +745,7 @@ class Server:
             pend.answered = True
             off += n
 
+    @micropython.native  # per connection: no heap frame
     def _discard(self, sock):
         # Unread input makes close() send RST, which can destroy the response
         # in flight; read what has arrived first. True if anything was there.

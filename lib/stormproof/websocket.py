@@ -253,6 +253,7 @@ class WebSocket:
             await wait_writable(self.sock)
         slot.tx_since = 0
 
+    @micropython.native  # per connection: no heap frame
     def send_nowait(self, op, data, n):
         """Queue one frame without waiting: False if a send is already in flight.
 
@@ -307,6 +308,7 @@ class WebSocket:
             self._why = "server_close"
             await self._send_close(code, reason)
 
+    @micropython.native  # per connection: no heap frame
     def _close_nowait(self, code, reason):
         """Offer our close frame (the code only; none for 1005) once, if the
         socket takes it right now: the bytes written, 0 if none (write lock
@@ -429,6 +431,7 @@ class WebSocket:
                 self._close_nowait(code, "")
         self._finish()
 
+    @micropython.native  # per connection: no heap frame
     def _finish(self):
         # The end of both close paths: nothing here allocates or waits.
         slot = self._slot
@@ -465,6 +468,7 @@ class WebSocket:
             elif n <= 0:
                 return
 
+    @micropython.native  # per connection: no heap frame
     def _discard_input(self):
         sock = self.sock
         if sock is None:
