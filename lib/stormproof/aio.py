@@ -159,6 +159,17 @@ else:
     wait_writable = _wait_write
 
 
+# Awaited, an exhausted iterator completes at once and allocates nothing
+# (a coroutine object would be made and thrown away): what a call that has
+# already done its work returns.
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    DONE: Awaitable[None]
+else:
+    DONE = iter(())
+
+
 def now() -> int:
     """time.ticks_ms(), never 0: a deadline field holding 0 means "not started"."""
     return time.ticks_ms() | 1  # pyright: ignore[reportOperatorIssue]

@@ -418,7 +418,7 @@ class Server:
         handler = ws._handler
         ws._handler = None
         try:
-            await ws._write(0, ws._n101)  # the 101, prepared in the tx buffer
+            await ws._write(ws._slot.tx, 0, ws._n101)  # the 101, prepared in the tx buffer
             await handler(ws)
             code, reason, why = codec.CLOSE_NORMAL, "", "server_close"
         except ConnectionClosed:

@@ -20,6 +20,7 @@ from micropython import const
 
 from . import aio, codec, utf8
 from .aio import wait_readable, wait_writable
+from .mask import copy
 
 _OPEN = const(0)
 _CLOSING = const(1)  # our close frame is out; waiting for the peer's
@@ -116,7 +117,7 @@ class WebSocket:
                     return slot.message_mv[: parser.msg_len]
                 if ev == codec.EV_PING:
                     if self._state == _OPEN:
-                        await self._send_frame(codec.OP_PONG, parser.control, parser.ctl_len)
+                        await self._send(codec.OP_PONG, parser.control, parser.ctl_len)
                 elif ev == codec.EV_PONG:
                     if slot.ping_sent:
                         slot.ping_sent = 0
@@ -168,53 +169,73 @@ class WebSocket:
         """Send a message: str as text, bytes-like as binary (text=True/False
         overrides). Await it: `await ws.send(msg)`.
 
-        Waits while the client is slow to read; a client that stops reading
-        for send_timeout is closed (1008) and this raises ConnectionClosed.
-        (A plain function handing back the one coroutine that does the work:
-        one object less per message.)
+        The message leaves as one frame. When the socket takes it at once, as
+        it nearly always does, it is written before this returns and the
+        await costs nothing (no coroutine, no copy beyond the socket's own).
+        Otherwise the await waits while the client is slow to read; a client
+        that stops reading for send_timeout is closed (1008) and this raises
+        ConnectionClosed. Until the await completes, `data` must not change.
         """
         op = message_opcode(data, text)
         if isinstance(data, str):
             data = data.encode()
-        return self._send_frame(op, data, len(data))
+        return self._send(op, data, len(data))
 
     def ping(self, payload=b""):
-        return self._send_frame(codec.OP_PING, payload, len(payload))
+        return self._send(codec.OP_PING, payload, len(payload))
 
-    async def _send_frame(self, op, data, n):
+    def _send(self, op, data, n):
         slot = self._slot
         if slot is None or self._close_sent or self._state != _OPEN:
             raise ConnectionClosed(self.close_code or codec.CLOSE_ABNORMAL, self.close_reason)
         if op >= codec.OP_CLOSE and n > 125:
             raise ValueError("control frame payload over 125 bytes")
-        lock = slot.wlock
-        if not aio.try_acquire(lock):
-            await lock.acquire()
+        if not aio.try_acquire(slot.wlock):
+            return self._send_queued(op, data, n)  # another write holds the socket
+        return self._send_now(op, data, n)
+
+    @micropython.native  # no heap frame, whatever its locals: this runs per message
+    def _send_now(self, op, data, n):
+        """With the write lock held: write the frame as far as the socket
+        takes it now. aio.DONE when all of it went (the lock is released),
+        else the coroutine that writes the rest (and then releases it)."""
+        slot = self._slot
+        tx = slot.tx
+        end = codec.write_header(tx, 0, op, n)
+        sent = 0  # payload bytes written from data itself
         try:
-            if self._state != _OPEN and op != codec.OP_CLOSE:
-                raise ConnectionClosed(self.close_code, self.close_reason)
-            slot.writer = asyncio.current_task()
-            src = memoryview(data)
-            tx = slot.tx_mv
-            room = len(tx) - 10
-            off = 0
-            frame_op = op
-            while True:
-                chunk = n - off
-                if chunk > room:
-                    chunk = room  # a long message leaves as fragments of one tx buffer
-                fin = off + chunk >= n
-                h = codec.write_header(tx, 0, frame_op, chunk, fin)
-                if chunk:
-                    tx[h : h + chunk] = src[off : off + chunk]
-                end = h + chunk
-                done = self._try_write(0, end)
-                if done < end:  # the socket is full: only now set up a wait
-                    await self._write(done, end)
-                off += chunk
-                frame_op = codec.OP_CONT
-                if fin:
-                    break
+            if n <= len(tx) - end:  # small: header and payload in one write
+                copy(tx, end, data, 0, n)
+                end += n
+                sent = n
+            off = self._try_write(tx, 0, end)
+            if off == end and sent < n:
+                sent = self._try_write(data, sent, n)
+            if off < end or sent < n:
+                return self._send_rest(op, off, end, data, sent, n)
+        except BaseException as e:  # (native code has no bare re-raise)
+            slot.wlock.release()
+            raise e
+        slot.wlock.release()
+        if op < codec.OP_CLOSE:
+            self._server.stats.msgs_out += 1
+        return aio.DONE
+
+    async def _send_queued(self, op, data, n):
+        await self._slot.wlock.acquire()
+        if self._state != _OPEN:
+            self._slot.wlock.release()
+            raise ConnectionClosed(self.close_code, self.close_reason)
+        await self._send_now(op, data, n)
+
+    async def _send_rest(self, op, off, end, data, sent, n):
+        # The socket was full: the rest of the frame, tx[off:end] then
+        # data[sent:n], waiting as long as send_timeout allows.
+        slot = self._slot
+        slot.writer = asyncio.current_task()
+        try:
+            await self._write(slot.tx, off, end)
+            await self._write(data, sent, n)
             if op < codec.OP_CLOSE:
                 self._server.stats.msgs_out += 1
         except asyncio.CancelledError:
@@ -223,14 +244,14 @@ class WebSocket:
             raise
         finally:
             slot.writer = None
-            lock.release()
+            slot.wlock.release()
 
-    @micropython.native  # per socket write: no heap frame for its try block
-    def _try_write(self, off, end):
-        """Write tx[off:end] as far as the socket takes it now; the new offset."""
+    @micropython.native  # per write: no heap frame for its try block
+    def _try_write(self, buf, off, end):
+        """Write buf[off:end] as far as the socket takes it now; the new offset."""
         try:
             # write(buf, off, len): no memoryview slice per write
-            n = self.sock.write(self._slot.tx, off, end - off)
+            n = self.sock.write(buf, off, end - off)
         except OSError:
             self._broken = True
             self._slot.tx_since = 0
@@ -240,12 +261,12 @@ class WebSocket:
             return off + n
         return off
 
-    async def _write(self, off, end):
-        """Write tx[off:end], waiting while the socket is full; the sweep's
+    async def _write(self, buf, off, end):
+        """Write buf[off:end], waiting while the socket is full; the sweep's
         send deadline (tx_since) bounds how long."""
         slot = self._slot
         while True:
-            off = self._try_write(off, end)
+            off = self._try_write(buf, off, end)
             if off >= end:
                 break
             if not slot.tx_since:
@@ -285,7 +306,7 @@ class WebSocket:
     async def _finish_write(self, off, end):
         slot = self._slot
         try:
-            await self._write(off, end)
+            await self._write(slot.tx, off, end)
         except (ConnectionClosed, asyncio.CancelledError):
             pass
         finally:
@@ -364,7 +385,7 @@ class WebSocket:
                 tx[h] = code >> 8
                 tx[h + 1] = code & 0xFF
                 tx[h + 2 : h + n] = r
-            await self._write(0, h + n)
+            await self._write(tx, 0, h + n)
         except ConnectionClosed:
             pass
         finally:
