@@ -27,6 +27,12 @@ def _wait_write(sock):
     yield _core._io_queue.queue_write(sock)
 
 
+def arm_read(sock):
+    """Register the running task to be woken when sock is readable; the
+    caller then yields (returns None from __next__) to park it."""
+    _core._io_queue.queue_read(sock)
+
+
 def try_acquire(lock):
     """Take an asyncio.Lock if it is free, without awaiting; True if taken.
     What `await lock.acquire()` does on a free lock, minus the coroutine."""

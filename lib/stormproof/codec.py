@@ -8,6 +8,7 @@ message. Every rule a frame can break is checked in `_header_done` or
 `_frame_done`, the moment enough bytes are known to decide it.
 """
 
+import micropython
 from micropython import const
 
 from . import utf8
@@ -48,6 +49,7 @@ _CONTROL_MAX = const(125)
 _HEADER_MAX = const(14)
 
 
+@micropython.native
 def close_code_valid(code):
     """May a peer send this code in a close frame? (sections 7.4.1 and 7.4.2)"""
     if code < 1000 or code >= 5000:
@@ -95,6 +97,7 @@ class FrameParser:
         self._closing = False
         self._resume = -1
 
+    @micropython.native
     def _fail(self, code, reason, resume=-1):
         # `resume` is where drain_mode() picks the byte stream up again: -1 the
         # next header, -4 this header's length field, n > 0 the rest of a
@@ -105,6 +108,7 @@ class FrameParser:
         self._left = -2  # failed: feed() keeps returning the error
         return EV_ERROR
 
+    @micropython.native
     def drain_mode(self):
         """After our close frame is sent: skip every frame until the peer's close.
 
@@ -127,6 +131,7 @@ class FrameParser:
                 self._hneed = 2
             self._left = resume
 
+    @micropython.native
     def feed(self, buf, start, end):
         """Consume buf[start:end] until an event; self.pos says how far it got.
 
@@ -149,6 +154,7 @@ class FrameParser:
             if ev != _MORE:
                 return ev
 
+    @micropython.native
     def _header(self, buf, end):
         hdr = self._hdr
         hlen = self._hlen
@@ -169,6 +175,7 @@ class FrameParser:
                 return _MORE
         return self._header_done() or _MORE
 
+    @micropython.native
     def _payload(self, buf, end):
         left = self._left
         if left:
@@ -193,6 +200,7 @@ class FrameParser:
                 return _MORE
         return self._frame_done() or _MORE
 
+    @micropython.native
     def _unmask(self, buf, n):
         if self._op >= OP_CLOSE:
             self._phase = unmask_copy(
@@ -208,6 +216,7 @@ class FrameParser:
                 self._utf8 = utf8.scan(self.message, self.msg_len - n, self.msg_len, self._utf8)
         self.pos += n
 
+    @micropython.native
     def _first_two(self):
         hdr = self._hdr
         b0 = hdr[0]
@@ -240,6 +249,7 @@ class FrameParser:
         self._hneed = 6 if n < 126 else (8 if n == 126 else 14)
         return EV_NONE
 
+    @micropython.native
     def _header_done(self):
         hdr = self._hdr
         n = hdr[1] & 0x7F
@@ -270,6 +280,7 @@ class FrameParser:
         self._phase = 0
         return EV_NONE
 
+    @micropython.native
     def _take_key(self):
         hdr = self._hdr
         k = self._hneed - 4
@@ -279,6 +290,7 @@ class FrameParser:
         key[2] = hdr[k + 2]
         key[3] = hdr[k + 3]
 
+    @micropython.native
     def _frame_done(self):
         # Ready for the next header, whatever this frame was.
         self._hlen = 0
@@ -304,6 +316,7 @@ class FrameParser:
             return EV_TEXT
         return EV_BINARY
 
+    @micropython.native
     def _close_frame(self):
         n = self.ctl_len
         ctl = self.control
@@ -321,6 +334,7 @@ class FrameParser:
         return EV_CLOSE
 
 
+@micropython.native
 def write_header(buf, off, op, n, fin=True):
     """Write an unmasked server frame header at buf[off:]; return its size.
     A server frame never exceeds one tx buffer (16 KiB at most), so the

@@ -40,6 +40,7 @@ class HandshakeError(Exception):
         self.extra = extra
 
 
+@micropython.native
 def skip_empty_lines(buf, n):
     """Index of the first byte of buf[:n] that is not CR or LF: RFC 9112 2.2
     asks a server to ignore empty lines before the request line."""
@@ -49,6 +50,7 @@ def skip_empty_lines(buf, n):
     return i
 
 
+@micropython.native
 def find_end(buf, n):
     """Index just past the empty line ending the head in buf[:n], or -1.
 
@@ -199,6 +201,7 @@ class Request:
             pos = nl + 1
         return None
 
+    @micropython.native
     def header(self, name):
         """The value of header `name` (case-insensitive) as str, or None.
         Repeated headers are joined with ', ' as RFC 9110 5.3 allows.
@@ -217,6 +220,7 @@ class Request:
         except UnicodeError:
             raise HandshakeError(400, "header %s is not UTF-8" % name)
 
+    @micropython.native
     def header_count(self, name):
         """How many `name` header lines there are (name: lowercase bytes)."""
         n = 0
@@ -254,10 +258,12 @@ class Request:
             span = self._value_span(name, nxt)
         return found
 
+    @micropython.native
     def is_upgrade(self):
         return self.has_token(b"upgrade", b"websocket")
 
 
+@micropython.native
 def check_upgrade(req):
     """Validate a WebSocket upgrade request; return the Sec-WebSocket-Accept value.
     Raises HandshakeError with the status a strict server answers."""
@@ -289,6 +295,7 @@ def check_upgrade(req):
     return binascii.b2a_base64(digest, newline=False)
 
 
+@micropython.native
 def key_valid(buf, a, b):
     # 16 bytes are exactly 22 base64 digits and '=='. (a2b_base64 would skip
     # characters it does not know, so the form is checked by hand.)
@@ -302,6 +309,7 @@ def key_valid(buf, a, b):
     return True
 
 
+@micropython.native
 def choose_subprotocol(req, protocols):
     """The first of the server's `protocols` (str, in its order of preference)
     that the client offers, or None. Compared exactly (RFC 6455 4.2.2)."""

@@ -36,6 +36,15 @@ def _copy(dst: ptr8, doff: int, src: ptr8, soff: int, n: int):
         i += 1
 
 
+@micropython.viper
+def _set_view_len(view, n: int, index: int):
+    """Set the length of a memoryview in place (its `len` field, 32-bit word
+    `index` of the object). Used only once startup.view_len_index() has
+    checked it works on this build."""
+    p = ptr32(id(view))  # noqa: F821 (a viper built-in)
+    p[index] = n
+
+
 if TYPE_CHECKING:
     # What callers pass: any buffer. (Viper's ptr8 takes all of them.)
     def unmask_copy(
@@ -44,6 +53,9 @@ if TYPE_CHECKING:
 
     def copy(dst: bytearray, doff: int, src, soff: int, n: int) -> None: ...
 
+    def set_view_len(view: memoryview, n: int, index: int) -> None: ...
+
 else:
     unmask_copy = _unmask_copy
     copy = _copy
+    set_view_len = _set_view_len

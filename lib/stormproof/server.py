@@ -24,7 +24,7 @@ from .aio import wait_readable, wait_writable
 from .config import Config, _startup
 from .log import Log
 from .stats import ITEMS, Stats
-from .websocket import ConnectionClosed, WebSocket, message_opcode
+from .websocket import ConnectionClosed, Receiver, WebSocket, message_opcode
 
 _EAGAIN = const(11)
 _ACCEPT_BATCH = const(8)
@@ -47,10 +47,10 @@ _STATS_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection:
 class Slot:
     """One WebSocket connection's worth of memory, allocated once."""
 
-    def __init__(self, index, cfg):
+    def __init__(self, index, cfg, message):
         self.index = index
-        self.message = bytearray(cfg.max_message)
-        self.message_mv = memoryview(self.message)
+        self.message = message
+        self.receiver = Receiver(self.message)
         self.parser = codec.FrameParser(self.message, cfg.max_message)
         self.rx = bytearray(cfg.rx_chunk)
         self.tx = bytearray(cfg.tx_size)
@@ -116,8 +116,12 @@ class Server:
         self._ws_routes = {}
         # The settings are checked and the tables (slots, carriers, prebuilt
         # answers) built by start-up code that leaves RAM again afterwards.
+        # The message buffers, the only big blocks, come first, while the heap
+        # above the package is still in one piece (start-up code loads after).
+        cfg.validate()
+        bufs = [bytearray(cfg.max_message) for _ in range(cfg.max_clients)]
         (self.slots, self.pending, self._carriers, self._refusals, self._timeout_answer,
-         self._nodelay) = _startup("build")(cfg, self.log, Slot, Pending)  # fmt: skip
+         self._nodelay) = _startup("build")(cfg, self.log, bufs, Slot, Pending, Receiver)  # fmt: skip
         self._listener = None
         self._serve_task = None
         self._refusal_turn = 0

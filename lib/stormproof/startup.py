@@ -12,6 +12,7 @@ from micropython import const
 
 from . import aio, handshake
 from .config import BUFFER_CAP, Config, ConfigError
+from .mask import set_view_len
 
 _HEAP_RESERVE = const(16 * 1024)  # left for the app, asyncio, sockets and GC slack
 _IPPROTO_TCP = const(6)  # Linux's numbers, for the unix port
@@ -86,19 +87,19 @@ def overrides():
     return out
 
 
-def build(cfg, log, slot_class, pending_class):
+def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
     """The server's tables: (slots, pending pool, every handshake carrier,
     the 503 answers, the 408 answer, the TCP_NODELAY option or None).
 
     Everything that lives as long as the server is allocated here, at the
     bottom of the heap, so what connections allocate and free later never
     has a long-lived object between it and the free space above."""
-    validate(cfg)
+    receiver_class.view_len = view_len_index()
     # At most the listener and every connection reading or open wait at once.
     aio.install(1 + cfg.max_clients + cfg.handshakes)
     gc.collect()
     before = gc.mem_free()
-    slots = [slot_class(i, cfg) for i in range(cfg.max_clients)]
+    slots = [slot_class(i, cfg, bufs[i]) for i in range(cfg.max_clients)]
     pending = [pending_class(bytearray(cfg.request_max)) for _ in range(cfg.handshakes)]
     # Every handshake carrier, the pool's and the slots' own.
     carriers = pending + [s.pending for s in slots if s.pending is not None]
@@ -141,3 +142,21 @@ def _prebuilt(status, body, extra):
         extra,
     )
     return head.encode() + body
+
+
+def view_len_index():
+    """The 32-bit word index of a memoryview's length, if setting it in place
+    works on this build (checked on a probe view), else -1.
+
+    A memoryview is (type, typecode and offset, len, items): len is the
+    third machine word. Setting it lets one view per slot show each message
+    at its length, where a slice would be a new object per message."""
+    import sys
+
+    index = 4 if sys.maxsize > 0xFFFFFFFF else 2
+    buf = bytearray(b"abcd")
+    view = memoryview(buf)
+    set_view_len(view, 2, index)
+    ok = len(view) == 2 and bytes(view) == b"ab"
+    set_view_len(view, 4, index)
+    return index if ok and len(view) == 4 and view[3] == 100 else -1

@@ -19,8 +19,15 @@ import micropython
 from micropython import const
 
 from . import aio, codec, utf8
+
+try:
+    from typing import TYPE_CHECKING
+except ImportError:
+    TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 from .aio import wait_readable, wait_writable
-from .mask import copy
+from .mask import copy, set_view_len
 
 _OPEN = const(0)
 _CLOSING = const(1)  # our close frame is out; waiting for the peer's
@@ -89,63 +96,56 @@ class WebSocket:
         except ConnectionClosed:
             raise StopAsyncIteration
 
-    async def receive_view(self):
-        """Next message as a memoryview into the slot's buffer, without a copy.
+    def receive_view(self):
+        """Next message as a memoryview into the slot's buffer, without a copy:
+        `msg = await ws.receive_view()`.
 
-        Valid until the next receive call; self.is_text tells text from binary.
+        Valid until the next receive call (the view is the slot's own, shown
+        at each message's length); self.is_text tells text from binary.
+        Nothing is allocated per message: this hands back the slot's
+        Receiver, which runs the protocol (pings answered, the peer's close
+        echoed) as far as the bytes at hand allow and parks the task on the
+        socket when it needs more.
         """
         slot = self._slot
         if slot is None or self._state == _CLOSED:
             raise ConnectionClosed(self.close_code or codec.CLOSE_ABNORMAL, self.close_reason)
         if slot.task is not asyncio.current_task():
             raise RuntimeError("receive() belongs to the connection's own task")
-        parser = slot.parser
-        stats = self._server.stats
-        while True:
-            if slot.rx_pos < slot.rx_end:
-                ev = parser.feed(slot.rx, slot.rx_pos, slot.rx_end)
-                slot.rx_pos = parser.pos
-                if ev == codec.EV_NONE:
-                    continue
-                if ev <= codec.EV_BINARY:
-                    if self._state != _OPEN:
-                        continue  # data after our close frame is discarded (7.1.1)
-                    stats.msgs_in += 1
-                    stats.bytes_in += parser.msg_len
-                    slot.last_message = aio.now()
-                    self.is_text = ev == codec.EV_TEXT
-                    return slot.message_mv[: parser.msg_len]
-                if ev == codec.EV_PING:
-                    if self._state == _OPEN:
-                        await self._send(codec.OP_PONG, parser.control, parser.ctl_len)
-                elif ev == codec.EV_PONG:
-                    if slot.ping_sent:
-                        slot.ping_sent = 0
-                        stats.pongs_received += 1
-                elif ev == codec.EV_CLOSE:
-                    self._peer_closed = True
-                    if self._state != _OPEN:
-                        self._finish()  # the answer to our own close frame
-                    elif self._close_nowait(parser.close_code, ""):
-                        # Echoed at once, as nearly always: RFC 6455 7.1.1 has
-                        # the server close TCP first, so nothing is left to wait for.
-                        self._why = "peer_close"
-                        self._finish()
-                    else:
-                        self._close_sent = False  # not out yet: the waiting path sends it
-                        self._state = _OPEN
-                        await self.shutdown(parser.close_code, "", "peer_close")
-                else:
-                    await self.shutdown(parser.error_code, parser.error_reason, "protocol_error")
-                if self._state == _CLOSED:
-                    raise ConnectionClosed(self.close_code, self.close_reason)
-                continue
-            n = self._fill()
-            if n is None:
-                await wait_readable(self.sock)
-            elif n <= 0:
-                await self.shutdown(codec.CLOSE_ABNORMAL, "connection lost", "peer_reset")
-                raise ConnectionClosed(self.close_code, self.close_reason)
+        r = slot.receiver
+        r.ws = self
+        r.sub = None
+        return r
+
+    def _event(self, ev):
+        """A control event or an error from the parser: None when handled at
+        once, else the coroutine that finishes it (a pong the socket cannot
+        take now, a closing handshake)."""
+        parser = self._slot.parser
+        if ev == codec.EV_PING:
+            if self._state == _OPEN:
+                r = self._send(codec.OP_PONG, parser.control, parser.ctl_len)
+                return None if r is aio.DONE else r
+        elif ev == codec.EV_PONG:
+            if self._slot.ping_sent:
+                self._slot.ping_sent = 0
+                self._server.stats.pongs_received += 1
+        elif ev == codec.EV_CLOSE:
+            self._peer_closed = True
+            if self._state != _OPEN:
+                self._finish()  # the answer to our own close frame
+            elif self._close_nowait(parser.close_code, ""):
+                # Echoed at once, as nearly always: RFC 6455 7.1.1 has
+                # the server close TCP first, so nothing is left to wait for.
+                self._why = "peer_close"
+                self._finish()
+            else:
+                self._close_sent = False  # not out yet: the waiting path sends it
+                self._state = _OPEN
+                return self.shutdown(parser.close_code, "", "peer_close")
+        else:
+            return self.shutdown(parser.error_code, parser.error_reason, "protocol_error")
+        return None
 
     @micropython.native  # per socket read: no heap frame for its try block
     def _fill(self):
@@ -501,6 +501,97 @@ class WebSocket:
                     return
             except OSError:
                 return
+
+
+class Receiver:
+    """What receive_view() hands back: one per slot, made at start and reused
+    for every message, so awaiting a message allocates nothing.
+
+    Awaiting it calls __next__, which feeds the bytes at hand to the parser
+    and either finishes the await with the message (raising the slot's own
+    StopIteration, whose value is the slot's view) or parks the task on the
+    socket (returns None) until more bytes arrive. __next__ is machine code:
+    a StopIteration raised from bytecode would get a new traceback entry
+    (24 B) every time. The rare steps that must wait on a write (a pong the
+    socket cannot take now, a closing handshake) run as ordinary coroutines,
+    driven from here.
+    """
+
+    view_len = -1  # word index of a memoryview's length if setting it works (startup.py)
+
+    def __init__(self, message):
+        self.ws: "WebSocket | None" = None
+        self.sub: "Any" = None  # the coroutine being driven, if any
+        self._view = memoryview(message)
+        self._done = StopIteration(self._view)
+
+    def __iter__(self):
+        return self
+
+    @micropython.native
+    def __next__(self):
+        ws = self.ws
+        if self.sub is not None:
+            try:
+                return self.sub.send(None)
+            except StopIteration:
+                self.sub = None
+            if ws._state == _CLOSED:  # pyright: ignore[reportOptionalMemberAccess]
+                raise ConnectionClosed(ws.close_code, ws.close_reason)  # pyright: ignore[reportOptionalMemberAccess]
+        slot = ws._slot  # pyright: ignore[reportOptionalMemberAccess]
+        parser = slot.parser
+        while True:
+            if slot.rx_pos < slot.rx_end:
+                ev = parser.feed(slot.rx, slot.rx_pos, slot.rx_end)
+                slot.rx_pos = parser.pos
+                if ev == codec.EV_NONE:
+                    continue
+                if ev <= codec.EV_BINARY:
+                    if ws._state != _OPEN:  # pyright: ignore[reportOptionalMemberAccess]
+                        continue  # data after our close frame is discarded (7.1.1)
+                    return self._message(ws, slot, ev)
+                sub = ws._event(ev)  # pyright: ignore[reportOptionalMemberAccess]
+                if sub is not None:
+                    self.sub = sub
+                    return self.__next__()
+                if ws._state == _CLOSED:  # pyright: ignore[reportOptionalMemberAccess]
+                    raise ConnectionClosed(ws.close_code, ws.close_reason)  # pyright: ignore[reportOptionalMemberAccess]
+                continue
+            n = ws._fill()  # pyright: ignore[reportOptionalMemberAccess]
+            if n is None:
+                aio.arm_read(ws.sock)  # pyright: ignore[reportOptionalMemberAccess]
+                return None
+            if n <= 0:
+                self.sub = ws.shutdown(codec.CLOSE_ABNORMAL, "connection lost", "peer_reset")  # pyright: ignore[reportOptionalMemberAccess]
+                return self.__next__()
+
+    @micropython.native
+    def _message(self, ws, slot, ev):
+        n = slot.parser.msg_len
+        stats = ws._server.stats
+        stats.msgs_in += 1
+        stats.bytes_in += n
+        slot.last_message = aio.now()
+        ws.is_text = ev == codec.EV_TEXT
+        if self.view_len >= 0:
+            set_view_len(self._view, n, self.view_len)
+            raise self._done
+        raise StopIteration(self._view[:n])  # (never shortened: the whole buffer)
+
+    def throw(self, exc):
+        # A cancellation (close deadline, sweep) while parked: a coroutine
+        # being driven gets it, to run its own close path.
+        sub = self.sub
+        if sub is None:
+            raise exc
+        try:
+            return sub.throw(exc)
+        except StopIteration:
+            self.sub = None
+        ws = self.ws
+        if ws is not None and ws._state == _CLOSED:
+            raise ConnectionClosed(ws.close_code, ws.close_reason)
+        return self.__next__()
 
 
 def message_opcode(data, text):
