@@ -26,7 +26,7 @@ class Config:
     reserved_sockets = 2  # sockets the application keeps for itself (WebREPL, NTP, ...)
     max_message = 4096  # largest message accepted (1009 above); a slot's message buffer
     rx_chunk = 256  # bytes read from the socket per call
-    tx_size = 512  # a slot's send buffer; longer messages leave as fragments
+    tx_size = 512  # a slot's send buffer: headers, small payloads, control frames, broadcasts
     request_max = 1024  # largest HTTP request head (431 above)
     handshake_timeout = 5000  # the whole request must arrive within this
     ping_interval = 20000  # ping a connection silent this long; 0: no keepalive
