@@ -52,7 +52,9 @@ def forget(sock):
     Storing None under the same key lands in that same slot; deleting it
     again leaves nothing behind.
     """
-    m = _core._io_queue.map
+    q = _core._io_queue
+    q.poller.unregister(sock)  # sockets stay registered between waits (see _dequeue)
+    m = q.map
     k = id(sock)
     if k not in m:
         m[k] = None
@@ -127,7 +129,10 @@ def _dequeue(s):
     sm = q.map.pop(id(s))
     sm[0] = sm[1] = sm[2] = None
     _spare.append(sm)  # returns to the pool it came from: no growth
-    q.poller.unregister(s)
+    # Left registered, waiting for nothing: registering a socket allocates the
+    # poller's entry for it (32 B), updating one that is there allocates
+    # nothing. forget() unregisters it when it closes.
+    q.poller.modify(s, 0)
 
 
 def _wait_io_event(dt):
@@ -140,7 +145,13 @@ def _wait_io_event(dt):
 
 
 def _ready(s, ev):
-    sm = _core._io_queue.map[id(s)]
+    sm = _core._io_queue.map.get(id(s))
+    if sm is None:
+        # Hang-up or error on a socket nobody waits on (poll reports those
+        # whatever the mask): drop it from the poller, or it would wake the
+        # loop at every turn. A later wait registers it again.
+        _core._io_queue.poller.unregister(s)
+        return
     if ev & ~4 and sm[0] is not None:  # POLLIN, or an error
         _core._task_queue.push(sm[0])
         sm[0] = None

@@ -191,6 +191,7 @@ class Server:
 
     async def _shutdown_all(self):
         if self._listener is not None:
+            aio.forget(self._listener)
             self._listener.close()
             self._listener = None
         self._close_refused()
@@ -322,11 +323,11 @@ class Server:
         return self._refusals[self._refusal_turn]
 
     def _close_raw(self, sock):
+        aio.forget(sock)  # before close(): the poller must not hold a closed descriptor
         try:
             sock.close()
         except OSError:
             pass
-        aio.forget(sock)
         self.stats.closed += 1
         self.stats.sockets_open -= 1
 
