@@ -12,7 +12,7 @@ import time
 import pytest
 from wsutil import BINARY, CLOSE, TEXT, RawWS, close_payload, frame, get
 
-SMALLEST_HEAP_FRAME = 136  # bytes: the least a call allocates when its frame goes on the heap
+IDLE_SLACK = 512  # bytes: less than three sweep passes allocated before
 
 
 def report(target) -> dict:
@@ -48,8 +48,10 @@ def test_an_idle_server_allocates_nothing(quiet, open_websockets):
         second = report(quiet)
         assert second["uptime_ms"] - first["uptime_ms"] >= 1000
         # Six sweeps at least, each allocating nothing: the difference is the
-        # second report's own cost, within its jitter.
-        assert second["mem_total"] - first["mem_total"] < max(costs) + SMALLEST_HEAP_FRAME, costs
+        # second report's own cost, plus at most a stray object or two (once,
+        # in CI, 152 B: an earlier test's socket finishing its close). The
+        # sweep that allocated 184 B per pass would add 1.1 KB here.
+        assert second["mem_total"] - first["mem_total"] < max(costs) + IDLE_SLACK, costs
     finally:
         for ws in held:
             ws.close()
