@@ -9,6 +9,8 @@ their own server configuration are skipped there with the reason.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -182,3 +184,30 @@ def settle(target: Target, timeout: float = 15.0) -> dict:
     assert st["ws_opened"] == st["ws_closed"], st
     assert st["tasks"] == 1, st  # every connection task has ended but this one
     return st
+
+
+@contextlib.contextmanager
+def mp_driver(driver: Path):
+    """A MicroPython process running `driver` on the device package (lib/),
+    asked one JSON line at a time: yields ask(request) -> reply."""
+    proc = subprocess.Popen(
+        [micropython(), str(driver), str(ROOT / "lib")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+    def ask(req: dict) -> dict:
+        assert proc.stdin and proc.stdout
+        proc.stdin.write(json.dumps(req) + "\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        assert line, f"{driver.name} died"
+        return json.loads(line)
+
+    try:
+        yield ask
+    finally:
+        assert proc.stdin
+        proc.stdin.close()
+        proc.wait(10)

@@ -6,13 +6,11 @@ Frames are built here in CPython, fed to lib/stormproof/codec.py inside a
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, micropython
+from conftest import mp_driver
 from wsutil import BINARY, CLOSE, CONT, PING, PONG, TEXT, close_payload, frame
 
 DRIVER = Path(__file__).parent / "mp" / "codec_driver.py"
@@ -20,25 +18,8 @@ DRIVER = Path(__file__).parent / "mp" / "codec_driver.py"
 
 @pytest.fixture(scope="module")
 def mp():
-    proc = subprocess.Popen(
-        [micropython(), str(DRIVER), str(ROOT / "lib")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-
-    def ask(req: dict) -> dict:
-        assert proc.stdin
-        assert proc.stdout
-        proc.stdin.write(json.dumps(req) + "\n")
-        proc.stdin.flush()
-        line = proc.stdout.readline()
-        assert line, "codec driver died"
-        return json.loads(line)
-
-    yield ask
-    proc.stdin.close()
-    proc.wait(10)
+    with mp_driver(DRIVER) as ask:
+        yield ask
 
 
 def events(mp, *chunks: bytes, max_message: int = 4096, drain: bool = False) -> list:

@@ -25,6 +25,7 @@ from wsutil import (
     Refused,
     close_payload,
     connect,
+    echo_ok,
     frame,
     get_stats,
     http,
@@ -34,15 +35,6 @@ from wsutil import (
     reluctant_reader,
     upgrade_request,
 )
-
-
-def echo_ok(target) -> None:
-    with RawWS(target) as ws:
-        ws.send(frame(TEXT, b"still alive"))
-        assert ws.recv_message() == (TEXT, b"still alive")
-        ws.send(frame(CLOSE, close_payload(1000)))
-        assert ws.expect_close()[0] == 1000
-        ws.expect_eof()
 
 
 def wait_for(pred, target, timeout=IO_TIMEOUT * 3) -> dict:

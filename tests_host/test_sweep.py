@@ -7,38 +7,20 @@ order of precedence, and across the wrap of MicroPython's millisecond ticks.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, micropython
+from conftest import mp_driver
 
 DRIVER = Path(__file__).parent / "mp" / "sweep_driver.py"
 
 
 @pytest.fixture(scope="module")
 def mp():
-    proc = subprocess.Popen(
-        [micropython(), str(DRIVER), str(ROOT / "lib")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-
-    def ask(req: dict) -> dict:
-        assert proc.stdin and proc.stdout
-        proc.stdin.write(json.dumps(req) + "\n")
-        proc.stdin.flush()
-        line = proc.stdout.readline()
-        assert line, "sweep driver died"
-        return json.loads(line)
-
-    # time.ticks_ms() wraps at 2**30 on an ESP32, at 2**62 on the 64-bit unix port.
-    ask.period = ask({"period": 1})["period"]  # type: ignore[attr-defined]
-    yield ask
-    proc.stdin.close()
-    proc.wait(10)
+    with mp_driver(DRIVER) as ask:
+        # time.ticks_ms() wraps at 2**30 on an ESP32, at 2**62 on the 64-bit unix port.
+        ask.period = ask({"period": 1})["period"]  # type: ignore[attr-defined]
+        yield ask
 
 
 def due(mp, now: int, cfg: dict | None = None, **slot) -> str:

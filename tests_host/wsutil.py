@@ -257,3 +257,13 @@ class RawWS:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def echo_ok(target) -> None:
+    """One full cycle: connect, upgrade, echo, closing handshake, TCP closed by the server."""
+    with RawWS(target) as ws:
+        ws.send(frame(TEXT, b"still alive"))
+        assert ws.recv_message() == (TEXT, b"still alive")
+        ws.send(frame(CLOSE, close_payload(1000)))
+        assert ws.expect_close()[0] == 1000
+        ws.expect_eof()
