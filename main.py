@@ -51,6 +51,27 @@ async def chat(ws):
             server.broadcast(msg, text=ws.is_text, path="/chat")
 
 
+@server.websocket("/live")
+async def live(ws):
+    # The dashboard's one socket: its console's echo, and the live numbers
+    # each time it asks ("stats"), so an open page costs no HTTP requests.
+    while True:
+        msg = await ws.receive_view()
+        if ws.is_text and _is_word(msg, b"stats"):
+            msg = ws.stats_view()
+        await ws.send(msg, text=ws.is_text)
+
+
+def _is_word(view, word):
+    # (A view compared without making bytes of it, or a generator for all().)
+    if len(view) != len(word):
+        return False
+    for i in range(len(word)):  # noqa: SIM110
+        if view[i] != word[i]:
+            return False
+    return True
+
+
 def page(req):
     try:
         f = open("www/index.html", "rb")
