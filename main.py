@@ -3,7 +3,10 @@
 import asyncio
 import sys
 
-sys.path.insert(0, "lib")
+if sys.platform != "esp32":
+    # A board already has /lib on sys.path, after .frozen: putting it first
+    # would let a stale /lib shadow a frozen package.
+    sys.path.insert(0, "lib")
 
 from stormproof import Config, Server, overrides  # noqa: E402
 
