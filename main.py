@@ -3,10 +3,9 @@
 import asyncio
 import sys
 
-if sys.platform != "esp32":
-    # A board already has /lib on sys.path, after .frozen: putting it first
-    # would let a stale /lib shadow a frozen package.
-    sys.path.insert(0, "lib")
+# After .frozen (a board has /lib there already): a stale /lib must not
+# shadow a package frozen into the firmware.
+sys.path.append("lib")
 
 from stormproof import Config, Server, overrides  # noqa: E402
 
