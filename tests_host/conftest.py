@@ -60,10 +60,14 @@ class ServerProcess:
     port with an ESP32-sized heap."""
 
     def __init__(
-        self, env: dict[str, str] | None = None, heap: str | None = None, script: str = "main.py"
+        self,
+        env: dict[str, str] | None = None,
+        heap: str | None = None,
+        script: str = "main.py",
+        cwd: Path = BUILD,
     ):
-        if not (BUILD / "main.py").exists():
-            pytest.exit("build/unix is missing: run 'make test' (it compiles lib/ first)", 2)
+        if not (cwd / "main.py").exists():
+            pytest.exit(f"{cwd} is missing: run 'make test' (it compiles lib/ first)", 2)
         self.port = free_port()
         self.heap = heap or os.environ.get("HEAP", "110k")
         full_env = dict(os.environ)
@@ -73,7 +77,7 @@ class ServerProcess:
         self._listening = threading.Event()
         self.proc = subprocess.Popen(
             [micropython(), "-X", f"heapsize={self.heap}", script],
-            cwd=BUILD,
+            cwd=cwd,
             env=full_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

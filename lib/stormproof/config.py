@@ -48,6 +48,7 @@ class Config:
     gc_threshold = -1
     backlog = 8  # listen() backlog: a burst waits here instead of being dropped (lwIP caps it by its PCBs)
     log_level = 2  # 0 error, 1 warn, 2 info, 3 debug
+    profile = ""  # "test": make deploy PROFILE=test (the suite reads it at /config)
 
     def __init__(self, **overrides):
         for k in overrides:
@@ -65,9 +66,9 @@ class Config:
 
 
 def overrides():
-    """Settings that replace the defaults: the CONFIG dict of an optional
-    module `stormproof_settings`, then (on the unix port, which has an
-    environment) STORMPROOF_<NAME> variables, e.g. STORMPROOF_MAX_CLIENTS=6."""
+    """Settings that replace the defaults: the "server" section of
+    settings.json, then (on the unix port, which has an environment)
+    STORMPROOF_<NAME> variables, e.g. STORMPROOF_MAX_CLIENTS=6."""
     return _startup("overrides")()
 
 

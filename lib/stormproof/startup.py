@@ -65,16 +65,27 @@ def validate(cfg, heap_free=None):
 
 
 def overrides():
-    """Settings that replace the defaults: the CONFIG dict of an optional
-    module `stormproof_settings`, then (on the unix port, which has an
-    environment) STORMPROOF_<NAME> variables, e.g. STORMPROOF_MAX_CLIENTS=6."""
+    """Settings that replace the defaults: the "server" section and the
+    profile of settings.json, if there is one, then (on the unix port, which
+    has an environment) STORMPROOF_<NAME> variables, e.g. STORMPROOF_MAX_CLIENTS=6."""
     out = {}
-    try:
-        import stormproof_settings  # pyright: ignore[reportMissingImports]
+    import os
 
-        out.update(stormproof_settings.CONFIG)
-    except ImportError:
-        pass
+    try:
+        os.stat("settings.json")
+    except OSError:
+        pass  # none (make run): the loader is not even imported
+    else:
+        from . import settings
+
+        values, problems = settings.load()
+        _release(settings)
+        if sys.platform != "esp32":  # a board's boot (board.py) has printed them
+            for p in problems:
+                print("[W] settings.json:", p)
+        out.update(values["server"])
+        if values["profile"]:
+            out["profile"] = values["profile"]
     try:
         from os import getenv  # pyright: ignore[reportAttributeAccessIssue]
     except ImportError:
@@ -83,8 +94,17 @@ def overrides():
         if k[0] != "_" and not callable(getattr(Config, k)):
             v = getenv("STORMPROOF_" + k.upper())
             if v:
-                out[k] = v if k == "host" else int(v)
+                out[k] = v if k in ("host", "profile") else int(v)
     return out
+
+
+def _release(mod):
+    """Forget a module used once at start, so its code leaves RAM."""
+    sys.modules.pop(mod.__name__, None)
+    pkg = sys.modules.get(mod.__name__.rpartition(".")[0])
+    name = mod.__name__.rpartition(".")[2]
+    if pkg is not None and hasattr(pkg, name):
+        delattr(pkg, name)
 
 
 def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
