@@ -53,8 +53,7 @@ def validate(cfg, heap_free=None):
     need(10 <= cfg.sweep_interval <= 5000, "sweep_interval must be 10..5000 ms")
     need(cfg.retry_after >= 1, "retry_after must be >= 1 s")
     if heap_free is None:
-        gc.collect()
-        heap_free = gc.mem_free()
+        heap_free = _heap_free(True)
     need_bytes = cfg.slot_bytes() * cfg.max_clients + cfg.request_max * cfg.handshakes
     need(
         need_bytes + _HEAP_RESERVE <= heap_free,
@@ -62,6 +61,17 @@ def validate(cfg, heap_free=None):
         % (need_bytes, _HEAP_RESERVE, heap_free),
     )
     return cfg
+
+
+def _heap_free(usable=False):
+    """The Python heap's free bytes (a board's gc.mem_free() adds the IDF
+    block it could grow into); usable: plus what it may still grow."""
+    gc.collect()
+    if sys.platform != "esp32":
+        return gc.mem_free()
+    from . import board
+
+    return board.usable_heap() if usable else board.heap_figures()[0]
 
 
 def overrides():
@@ -136,10 +146,10 @@ def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
     log.info(
         "memory: %d slots x %d B = %d B, handshake pool %d B; heap used by tables %d B, free %d B",
         cfg.max_clients, per, per * cfg.max_clients, cfg.request_max * cfg.handshakes,
-        before - gc.mem_free(), gc.mem_free(),
+        before - gc.mem_free(), _heap_free(),
     )  # fmt: skip
     if cfg.gc_threshold:
-        gc.threshold(cfg.gc_threshold if cfg.gc_threshold > 0 else gc.mem_free() // 2)
+        gc.threshold(cfg.gc_threshold if cfg.gc_threshold > 0 else _heap_free() // 2)
     # TCP_NODELAY where setting it works: firmware whose socket module
     # names it implements it; the unix port passes any option to the
     # kernel (Linux numbers). Older ESP32 firmware prints a warning for
