@@ -72,6 +72,8 @@ def chunks(f):
 
 server.route("/", page)
 server.route("/stats", server.stats_page)
+if board is not None or server.config.profile:  # the suite's preflight reads it
+    server.route("/config", server.config.report)
 
 if board is None:
     asyncio.run(server.serve())

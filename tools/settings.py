@@ -21,18 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The short timeouts the host suite's robustness tests need from a board
 # (make deploy PROFILE=test); the board reports them at /config.
-PROFILES = {
-    "test": {
-        "handshake_timeout": 1500,
-        "ping_interval": 1500,
-        "pong_timeout": 1500,
-        "probe_silence": 500,
-        "probe_timeout": 1000,
-        "send_timeout": 1500,
-        "close_timeout": 1000,
-        "retry_after": 1,
-    },
-}
+PROFILES = {"test": json.loads((ROOT / "tools" / "test_profile.json").read_text())}
 
 
 def device_settings():

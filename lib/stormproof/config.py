@@ -60,6 +60,12 @@ class Config:
         """Buffer bytes one WebSocket slot owns for its whole life."""
         return self.max_message + self.rx_chunk + self.tx_size + _PER_SLOT
 
+    def report(self, req=None):
+        """Route handler for the active settings as JSON (/config on a board
+        or with a profile); rendered by start-up code loaded for the request
+        (rare: the test suite's preflight) and released after."""
+        return 200, "application/json", _startup("report")(self)
+
     def validate(self, heap_free=None):
         """Check every setting (ConfigError naming the bad one); self."""
         return _startup("validate")(self, heap_free)
