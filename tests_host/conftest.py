@@ -75,6 +75,7 @@ class ServerProcess:
         full_env.update(env or {})
         self.lines: list[str] = []
         self._listening = threading.Event()
+        self.started = False
         self.proc = subprocess.Popen(
             [micropython(), "-X", f"heapsize={self.heap}", script],
             cwd=cwd,
@@ -85,7 +86,8 @@ class ServerProcess:
             text=True,
         )
         threading.Thread(target=self._pump, daemon=True).start()
-        if not self._listening.wait(30):
+        self._listening.wait(30)
+        if not self.started:
             self.stop()
             raise RuntimeError("server did not start:\n" + "\n".join(self.lines))
         self.target = Target("127.0.0.1", self.port, "/ws", local=True, process=self)
@@ -95,7 +97,9 @@ class ServerProcess:
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
             if "listening on" in line:
+                self.started = True
                 self._listening.set()
+        self._listening.set()  # output ended: the process is gone, and will not listen
 
     def alive(self) -> bool:
         return self.proc.poll() is None

@@ -11,6 +11,8 @@ its loop.
 import asyncio
 import time
 
+import micropython
+
 try:
     from typing import TYPE_CHECKING
 except ImportError:
@@ -61,6 +63,7 @@ def forget(sock):
         del m[k]
 
 
+@micropython.native
 def install(n):
     """Make asyncio's I/O queue allocate nothing per wait or per turn of the
     loop, sized for n sockets waited on at once, and grow its socket map and
@@ -108,6 +111,7 @@ def install(n):
 _spare = []  # map entries [reader, writer, socket] kept for reuse
 
 
+@micropython.native
 def _enqueue(s, idx):
     q = _core._io_queue
     task = _core.cur_task
@@ -124,6 +128,7 @@ def _enqueue(s, idx):
     task.data = q  # so Task.cancel() takes it out of the queue
 
 
+@micropython.native
 def _dequeue(s):
     q = _core._io_queue
     sm = q.map.pop(id(s))
@@ -135,6 +140,7 @@ def _dequeue(s):
     q.poller.modify(s, 0)
 
 
+@micropython.native
 def _wait_io_event(dt):
     it = _core._io_queue.poller.ipoll(dt)
     while True:
@@ -144,6 +150,7 @@ def _wait_io_event(dt):
         _ready(ev[0], ev[1])
 
 
+@micropython.native
 def _ready(s, ev):
     sm = _core._io_queue.map.get(id(s))
     if sm is None:

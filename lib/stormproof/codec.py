@@ -70,6 +70,7 @@ class FrameParser:
     stays valid until the next feed().
     """
 
+    @micropython.native
     def __init__(self, message, max_message):
         self.message = message
         self.max_message = max_message
@@ -78,6 +79,7 @@ class FrameParser:
         self._key = bytearray(4)  # this frame's masking key
         self.reset()
 
+    @micropython.native
     def reset(self):
         self.pos = 0  # where feed() stopped in the caller's buffer
         self.msg_len = 0

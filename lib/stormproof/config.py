@@ -44,6 +44,14 @@ class Config:
     # read a 503): answer 101, then close at once with 1013 "retry=<ms>".
     # No slot is taken. False: a 503 for every client.
     browser_refusal = True
+    # Who may open a WebSocket (403 otherwise, before any slot is taken): a
+    # comma-separated list of exact origins ("http://192.168.1.20:8000"),
+    # "same" (the Origin names the host the request was sent to: the
+    # device's own page) and "*" (anyone: then any site a user visits can
+    # open a socket to the device). Requests without Origin are not from a
+    # browser; require_origin=True refuses them too.
+    allowed_origins = "same"
+    require_origin = False
     # Bytes allocated between collections. -1: half the heap left free after
     # the tables; 0: collect only when the heap is full. Collecting before the
     # heap is full frees garbage while it is still small and low in the heap,

@@ -76,10 +76,12 @@ def find_end(buf, n):
         i += 1
 
 
+@micropython.native
 def _is_space(c):
     return c == 32 or c == 9
 
 
+@micropython.native
 def _visible(buf, a, b, space):
     """Are buf[a:b] all printable ASCII? (`space`: are SP and HTAB allowed.)
     Field values may carry obs-text, but none of the handshake's may."""
@@ -91,6 +93,7 @@ def _visible(buf, a, b, space):
     return True
 
 
+@micropython.native
 def _same(buf, a, b, word, fold):
     """buf[a:b] == word (bytes), ASCII case folded in buf when `fold`."""
     if b - a != len(word):
@@ -110,6 +113,7 @@ def _same(buf, a, b, word, fold):
 class Request:
     """One parsed request; `buf` must stay untouched while it is used."""
 
+    @micropython.native
     def __init__(self, buf, end):
         self.buf = buf
         self.end = end
@@ -296,6 +300,61 @@ def check_upgrade(req):
     req.has_token(b"sec-websocket-protocol", b",", False)  # checks it now, before a slot is taken
     digest = hashlib.sha1(bytes(buf[span[0] : span[1]]) + _GUID).digest()
     return binascii.b2a_base64(digest, newline=False)
+
+
+# The reason of every Origin refusal: the server counts it as refused_origin.
+ORIGIN_REFUSED = "Origin not allowed"
+
+
+@micropython.native
+def check_origin(req, rule):
+    """403 unless the request's Origin is allowed by `rule` (from startup:
+    (same host allowed, anyone allowed, origin required, exact origins as
+    lowercase bytes)). A request without Origin is not a browser's: it is
+    let through unless an Origin is required."""
+    same, anyone, required, exact = rule
+    span = req._value_span(b"origin", req._lines)
+    if span is None:
+        if required:
+            raise HandshakeError(403, ORIGIN_REFUSED)
+        return
+    if anyone:
+        return
+    a, b, nxt = span
+    if req._value_span(b"origin", nxt) is None:
+        buf = req.buf
+        for o in exact:
+            if _same(buf, a, b, o, True):
+                return
+        if same and _origin_is_host(req, a, b):
+            return
+    raise HandshakeError(403, ORIGIN_REFUSED)
+
+
+@micropython.native
+def _origin_is_host(req, a, b):
+    # Origin is scheme "://" host [":" port]; the Host header is host [":" port].
+    buf = req.buf
+    s = buf.find(b"://", a, b)
+    host = req._value_span(b"host", req._lines)
+    if s < 0 or host is None:
+        return False
+    s += 3
+    h = host[0]
+    if b - s != host[1] - h:
+        return False
+    while s < b:
+        c = buf[s]
+        d = buf[h]
+        if 65 <= c <= 90:
+            c += 32
+        if 65 <= d <= 90:
+            d += 32
+        if c != d:
+            return False
+        s += 1
+        h += 1
+    return True
 
 
 _ACCEPT_HEAD = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "

@@ -6,6 +6,7 @@ Arguments are formatted only when a line is actually printed.
 
 import time
 
+import micropython
 from micropython import const
 
 ERROR = const(0)
@@ -16,6 +17,7 @@ _NAMES = ("E", "W", "I", "D")
 
 
 class Log:
+    @micropython.native
     def __init__(self, level=INFO, per_second=20):
         self.level = level
         self.per_second = per_second
@@ -23,6 +25,7 @@ class Log:
         self._count = 0
         self.suppressed = 0  # total lines dropped by the rate limit
 
+    @micropython.native
     def _emit(self, level, msg, args):
         if level > self.level:
             return
@@ -41,14 +44,18 @@ class Log:
         except Exception:  # a bad format string must not take a connection down
             print("[%s] %s %r" % (_NAMES[level], msg, args))
 
+    @micropython.native
     def error(self, msg, *args):
         self._emit(ERROR, msg, args)
 
+    @micropython.native
     def warn(self, msg, *args):
         self._emit(WARN, msg, args)
 
+    @micropython.native
     def info(self, msg, *args):
         self._emit(INFO, msg, args)
 
+    @micropython.native
     def debug(self, msg, *args):
         self._emit(DEBUG, msg, args)

@@ -49,6 +49,7 @@ _STATS_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection:
 class Slot:
     """One WebSocket connection's worth of memory, allocated once."""
 
+    @micropython.native
     def __init__(self, index, cfg, message):
         self.index = index
         self.message = message
@@ -62,6 +63,7 @@ class Slot:
         self.pending = Pending(self.message, self) if cfg.max_message >= cfg.request_max else None
         self.clear()
 
+    @micropython.native
     def clear(self):
         self.ws: "WebSocket | None" = None
         self.task: "asyncio.Task | None" = None
@@ -91,11 +93,13 @@ class Pending:
     as many requests at once as there are free slots plus the pool.
     """
 
+    @micropython.native
     def __init__(self, buf, slot=None):
         self.buf = buf
         self.slot = slot  # the slot whose buffer this borrows, if any
         self.clear()
 
+    @micropython.native
     def clear(self):
         self.sock: "socket.socket | None" = None
         self.addr = None  # what accept() gave
@@ -108,6 +112,7 @@ class Pending:
 
 
 class Server:
+    @micropython.native
     def __init__(self, config=None, log=None):
         cfg = config or Config()
         self.config = cfg
@@ -123,7 +128,7 @@ class Server:
         cfg.validate()
         bufs = [bytearray(cfg.max_message) for _ in range(cfg.max_clients)]
         (self.slots, self.pending, self._carriers, self._refusals, self._timeout_answer,
-         self._nodelay) = _startup("build")(cfg, self.log, bufs, Slot, Pending, Receiver)  # fmt: skip
+         self._nodelay, self._origins) = _startup("build")(cfg, self.log, bufs, Slot, Pending, Receiver)  # fmt: skip
         self._listener = None
         self._serve_task = None
         self._refusal_turn = 0
@@ -132,6 +137,7 @@ class Server:
 
     # ---- routes ------------------------------------------------------------
 
+    @micropython.native
     def websocket(self, path, handler=None, subprotocols=None, accept=None):
         """Serve WebSockets at `path` with `async def handler(ws)`.
 
@@ -147,6 +153,7 @@ class Server:
 
         return add(handler) if handler else add
 
+    @micropython.native
     def route(self, path, handler=None):
         """Serve plain HTTP GET/HEAD at `path` with `handler(request)` returning
         (status, content_type, body): body str, bytes, an iterable of pieces
@@ -160,6 +167,7 @@ class Server:
 
     # ---- lifecycle ---------------------------------------------------------
 
+    @micropython.native
     async def serve(self):
         """Listen and serve until cancelled; then close every connection with 1001."""
         cfg = self.config
@@ -180,6 +188,7 @@ class Server:
             sweeper.cancel()
             self._serve_task = None
 
+    @micropython.native
     async def stop(self):
         """Stop serving: close the listener, send 1001 to every client and wait
         (at most close_timeout) for their connections to end."""
@@ -192,6 +201,7 @@ class Server:
         except asyncio.CancelledError:
             pass
 
+    @micropython.native
     async def _shutdown_all(self):
         if self._listener is not None:
             aio.forget(self._listener)
@@ -215,6 +225,7 @@ class Server:
 
     # ---- accept and admission ----------------------------------------------
 
+    @micropython.native
     async def _accept_loop(self, lsock):
         # Long-lived loops keep no per-connection object in a local: a dead
         # connection's objects would stay reachable from this frame and sit
@@ -231,8 +242,8 @@ class Server:
                         break
                 if got < 0:
                     await asyncio.sleep_ms(100)
-            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-                raise
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as e:
+                raise e  # (native code has no bare re-raise)
             except BaseException as e:  # MemoryError included: the loop must survive
                 self._accept_failed(e)
                 e = None
@@ -286,6 +297,7 @@ class Server:
         pend.task = asyncio.create_task(self._connection(pend))
         return 1
 
+    @micropython.native
     def _accept_failed(self, e):
         if isinstance(e, MemoryError):
             self.stats.memory_errors += 1
@@ -299,6 +311,7 @@ class Server:
                 self._release_pending(p)
         gc.collect()
 
+    @micropython.native
     def _close_later(self, sock):
         """Close a socket refused at accept on the next sweep, not now: the
         client's request is usually still on its way, and closing with unread
@@ -312,6 +325,7 @@ class Server:
                 return
         self._close_raw(sock)
 
+    @micropython.native
     def _close_refused(self):
         held = self._refused
         for i in range(len(held)):
@@ -321,12 +335,14 @@ class Server:
                 self._discard(sock)
                 self._close_raw(sock)
 
+    @micropython.native
     def _next_refusal(self, close=0):
         """The next of the prebuilt 503s (or, with close=_CLOSES, of the 1013
         close frames that match them): their retry delays take turns."""
         self._refusal_turn = (self._refusal_turn + 1) % _REFUSALS
         return self._refusals[close + self._refusal_turn]
 
+    @micropython.native
     def _close_raw(self, sock):
         aio.forget(sock)  # before close(): the poller must not hold a closed descriptor
         try:
@@ -336,6 +352,7 @@ class Server:
         self.stats.closed += 1
         self.stats.sockets_open -= 1
 
+    @micropython.native
     def _close_socket(self, owner):
         """Close owner.sock exactly once, whoever calls; counts the close."""
         sock = owner.sock
@@ -345,6 +362,7 @@ class Server:
 
     # ---- one connection, from request to close -----------------------------
 
+    @micropython.native
     async def _connection(self, pend):
         stats = self.stats
         stats.tasks += 1
@@ -381,7 +399,10 @@ class Server:
                     else:
                         await self._write_all(pend, self._next_refusal())
                 else:
-                    stats.refused_bad += 1
+                    if e.reason is handshake.ORIGIN_REFUSED:
+                        stats.refused_origin += 1
+                    else:
+                        stats.refused_bad += 1
                     await self._respond(pend, e.status, e.reason, e.extra)
             except asyncio.CancelledError:
                 if pend is not None and pend.expired:
@@ -393,12 +414,12 @@ class Server:
                     ws.abort(slot.abort_code, slot.abort_why)
             except (ConnectionClosed, OSError):
                 pass  # the peer vanished
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as e:
                 # Ctrl-C landed while this connection's task ran: still say goodbye,
                 # then let it stop the server (main.py runs Server.stop()).
                 if ws is not None:
                     ws.abort(codec.CLOSE_GOING_AWAY, "shutdown")
-                raise
+                raise e
             if pend is not None and pend.answered:
                 await self._linger(pend.sock)
         except MemoryError as e:
@@ -428,6 +449,7 @@ class Server:
             ws = slot = pend = None
             stats.tasks -= 1
 
+    @micropython.native
     async def _run_handler(self, ws):
         # A coroutine of its own, made only for WebSockets: _connection's
         # frame stays small (the block it needs must be found at every accept).
@@ -459,6 +481,7 @@ class Server:
             code, reason, why = slot.abort_code, slot.abort_reason, slot.abort_why
         await ws.shutdown(code, reason, why)
 
+    @micropython.native
     def _log_failure(self, where, e):
         """Log an error or an out-of-memory; a log line that cannot be built
         is dropped and counted, never raised."""
@@ -487,6 +510,7 @@ class Server:
         if route is None:
             raise handshake.HandshakeError(404, "no WebSocket at this path")
         accept_key = handshake.check_upgrade(req)
+        handshake.check_origin(req, self._origins)
         handler, protocols, accept = route
         if accept is not None:
             status = accept(req)
@@ -530,6 +554,7 @@ class Server:
         ws._n101 = n
         return ws
 
+    @micropython.native
     async def _read_request(self, pend):
         """Read the request head into the pending buffer; the parsed Request,
         or None if the client left first."""
@@ -563,12 +588,14 @@ class Server:
                     431 if nl >= 0 else 414, "request head over request_max"
                 )
 
+    @micropython.native
     def _free_slot(self):
         for slot in self.slots:
             if slot.task is None and not slot.reserved:
                 return slot
         return None
 
+    @micropython.native
     def _free_pending(self):
         for p in self.pending:
             if p.sock is None and p.task is None:
@@ -580,6 +607,7 @@ class Server:
             return slot.pending
         return None
 
+    @micropython.native
     def _take_slot(self, pend):
         """A slot for pend's connection: the one whose buffer holds its request,
         else any free one. Owned (task set) from this instant, so every path
@@ -598,12 +626,14 @@ class Server:
             stats.slots_peak = stats.slots_in_use
         return slot
 
+    @micropython.native
     def _release_slot(self, slot):
         if slot.task is None:
             return
         slot.clear()
         self.stats.slots_in_use -= 1
 
+    @micropython.native
     def _release_pending(self, pend):
         if pend.task is None and pend.sock is None and pend.addr is None:
             return
@@ -614,6 +644,7 @@ class Server:
 
     # ---- plain HTTP --------------------------------------------------------
 
+    @micropython.native
     async def _serve_http(self, pend, req):
         """A plain request: a page, /stats, or the error that fits. Its errors
         count as http_errors, not as refused WebSocket clients (a browser's
@@ -639,8 +670,8 @@ class Server:
                 status, ctype, body = answer[0], answer[1], answer[2]
                 if len(answer) > 3:
                     extra = answer[3]
-            except (handshake.HandshakeError, MemoryError):
-                raise
+            except (handshake.HandshakeError, MemoryError) as e:
+                raise e
             except Exception as e:
                 self._log_failure(path, e)
                 raise handshake.HandshakeError(500, "the page failed")
@@ -651,6 +682,7 @@ class Server:
         self.stats.http_served += 1
         await self._respond(pend, status, body, extra, ctype, method == "HEAD")
 
+    @micropython.native
     def stats_page(self, req):
         """Route handler for the live numbers: server.route("/stats", server.stats_page).
         `/stats?probe=0` leaves out the largest-free-block probe (reported as
@@ -659,6 +691,7 @@ class Server:
         self.stats.probe_next = req.query != "probe=0"
         return 200, "application/json", self.stats
 
+    @micropython.native
     async def _respond(self, pend, status, body, extra=b"", ctype="text/plain", head_only=False):
         """Answer and let the connection close. `body` is str, bytes, the
         server's Stats (the live report), or an iterable of str/bytes pieces;
@@ -709,6 +742,7 @@ class Server:
             n += len(piece)
         await self._write_all(pend, buf, n)
 
+    @micropython.native
     async def _respond_stats(self, pend, head_only):
         """The live report, head and body rendered into the request buffer
         (parsed, so free) piece by piece and written as it fills. Nothing
@@ -755,11 +789,13 @@ class Server:
         except OSError:
             pass
 
+    @micropython.native
     def _answer_pend(self, pend, data):
         if pend.sock is not None and not pend.answered:
             pend.answered = True
             self._answer_now(pend.sock, data)
 
+    @micropython.native
     async def _write_all(self, pend, data, end=-1, off=0):
         """Write data[off:end] to pend's socket, waiting while it is full.
         pend.answered from the first byte out: after a failure from then on
@@ -789,6 +825,7 @@ class Server:
             got = True
         return got
 
+    @micropython.native
     async def _linger(self, sock):
         """Before closing after a response: if the client is still sending (a
         refused body, an oversized head), read and drop it until it pauses, so
@@ -809,6 +846,7 @@ class Server:
 
     # ---- the sweep: every deadline, one task -------------------------------
 
+    @micropython.native
     def _abort(self, slot, code, reason, why, deaf=False):
         if slot.aborted or slot.task is None:
             return
@@ -820,6 +858,7 @@ class Server:
         slot.closing_since = aio.now()
         slot.task.cancel()
 
+    @micropython.native
     async def _sweep(self):
         while True:
             await asyncio.sleep_ms(self.config.sweep_interval)
@@ -833,6 +872,7 @@ class Server:
             if self.watchdog is not None and self._listener is not None:
                 self.watchdog.feed()
 
+    @micropython.native
     def _sweep_once(self, now):
         # Plain functions, not coroutines, and each frame within the 11
         # words MicroPython keeps on the C stack: an idle server allocates nothing.
@@ -849,6 +889,7 @@ class Server:
                 self._sweep_slot(self.slots[i], now)
             i += 1
 
+    @micropython.native
     def _sweep_slot(self, slot, now):
         act = slot_due(slot, self.config, now)
         if act == _PING:
@@ -864,6 +905,7 @@ class Server:
         elif act == _IDLE:
             self._abort(slot, codec.CLOSE_GOING_AWAY, "idle timeout", "idle")
 
+    @micropython.native
     def _ping(self, slot, now, wait):
         """A keepalive or probe ping, if the slot can take one without waiting."""
         if slot.ws.send_nowait(codec.OP_PING, b"", 0):
@@ -873,6 +915,7 @@ class Server:
             return True
         return False
 
+    @micropython.native
     def _probe_silent(self):
         """A client was refused for want of a slot: ping every slot silent for
         probe_silence, with a pong deadline of probe_timeout, so a dead or
@@ -892,6 +935,7 @@ class Server:
             self._probe(self.slots[i], aio.now())
             i += 1
 
+    @micropython.native
     def _probe(self, slot, now):
         cfg = self.config
         if slot.ping_sent:  # a keepalive ping is out already: hold it to the probe's deadline
@@ -905,6 +949,7 @@ class Server:
     # ---- application helpers -----------------------------------------------
 
     @staticmethod
+    @micropython.native
     def remote_of(addr):
         """(ip, port) from what accept() returned: ESP32 gives the tuple, the
         unix port a raw sockaddr to decode."""
@@ -921,6 +966,7 @@ class Server:
         """Largest message broadcast() takes: one frame in one tx buffer."""
         return self.config.tx_size - 10
 
+    @micropython.native
     def broadcast(self, data, text=None, path=None):
         """Send one message to every open connection (at `path`, if given)
         without waiting on any of them.
@@ -951,6 +997,7 @@ class Server:
         return sent, dropped
 
 
+@micropython.native
 def slot_due(slot, cfg, now):
     """What the sweep must do now for a slot holding a WebSocket: one of the
     _NOTHING.._KICK constants, the most urgent first. A pure function of
@@ -978,6 +1025,7 @@ def slot_due(slot, cfg, now):
     return _NOTHING
 
 
+@micropython.native
 def request_expired(pend, cfg, now):
     """Has a connection still reading its HTTP request run out of time?"""
     return (

@@ -52,6 +52,7 @@ def validate(cfg, heap_free=None):
     )
     need(10 <= cfg.sweep_interval <= 5000, "sweep_interval must be 10..5000 ms")
     need(cfg.retry_after >= 1, "retry_after must be >= 1 s")
+    origin_rule(cfg)
     if heap_free is None:
         heap_free = _heap_free(True)
     need_bytes = cfg.slot_bytes() * cfg.max_clients + cfg.request_max * cfg.handshakes
@@ -116,7 +117,7 @@ def overrides():
         if k[0] != "_" and not callable(getattr(Config, k)):
             v = getenv("STORMPROOF_" + k.upper())
             if v:
-                out[k] = v if k in ("host", "profile") else int(v)
+                out[k] = v if isinstance(getattr(Config, k), str) else int(v)
     return out
 
 
@@ -132,7 +133,7 @@ def _release(mod):
 def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
     """The server's tables: (slots, pending pool, every handshake carrier,
     the 503 answers followed by their 1013 close frames, the 408 answer,
-    the TCP_NODELAY option or None).
+    the TCP_NODELAY option or None, the Origin rule for check_origin).
 
     Everything that lives as long as the server is allocated here, at the
     bottom of the heap, so what connections allocate and free later never
@@ -178,7 +179,28 @@ def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
         nodelay = (_IPPROTO_TCP, _TCP_NODELAY)
     else:
         nodelay = None
-    return slots, pending, carriers, refusals, timeout, nodelay
+    return slots, pending, carriers, refusals, timeout, nodelay, origin_rule(cfg)
+
+
+def origin_rule(cfg):
+    """allowed_origins (a comma-separated str, or a list) as check_origin
+    takes it: (same host, anyone, required, exact origins as lowercase bytes)."""
+    items = cfg.allowed_origins
+    if isinstance(items, str):
+        items = items.split(",")
+    same = anyone = False
+    exact = []
+    for o in items:
+        o = o.strip().lower().rstrip("/")
+        if o == "same":
+            same = True
+        elif o == "*":
+            anyone = True
+        elif o:
+            if "://" not in o:
+                raise ConfigError("allowed_origins: %r is not same, * or scheme://host[:port]" % o)
+            exact.append(o.encode())
+    return same, anyone, bool(cfg.require_origin), tuple(exact)
 
 
 def _close_frame(code, reason):

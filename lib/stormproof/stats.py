@@ -48,7 +48,7 @@ _FIELDS = (
     "max_message", "slots_total", "slots_in_use", "slots_peak", "handshakes_total",
     "handshakes_in_use", "sockets_open", "tasks", "accepted", "closed", "accept_errors",
     "ws_opened", "ws_closed", "http_served", "http_errors", "refused_full", "refused_busy",
-    "refused_bad", "refused_timeout", "close_codes", "close_reasons", "pings_sent", "probes",
+    "refused_bad", "refused_timeout", "refused_origin", "close_codes", "close_reasons", "pings_sent", "probes",
     "pongs_received", "pongs_missed", "msgs_in", "msgs_out", "bytes_in", "bytes_out",
     "send_drops", "memory_errors", "handler_errors",
 )  # fmt: skip
@@ -57,6 +57,7 @@ _FIELDS = (
 class Stats:
     board = None  # a board's fn(buf, off) -> off: its heap figures (board.py)
 
+    @micropython.native
     def __init__(self, slots_total, handshakes_total, max_message=0):
         self.max_message = max_message  # clients may read the limit here
         self.started = time.ticks_ms()
@@ -78,6 +79,7 @@ class Stats:
         self.refused_busy = 0  # 503: every handshake slot busy, refused at accept
         self.refused_bad = 0  # 4xx: a malformed request or refused WebSocket upgrade
         self.refused_timeout = 0  # the request did not arrive within handshake_timeout
+        self.refused_origin = 0  # 403: an Origin not allowed (or none, with require_origin)
         self.close_codes: dict = {"other": 0}
         for c in _CODES:
             self.close_codes[c] = 0
@@ -99,12 +101,14 @@ class Stats:
         self.probe_cap = 65536  # largest block the heap probe tries
         self.probe_next = True  # the next report probes for the largest free block
 
+    @micropython.native
     def count_close(self, code, reason):
         self.ws_closed += 1
         codes = self.close_codes
         codes[code if code in codes else "other"] += 1
         self.close_reasons[reason] += 1
 
+    @micropython.native
     def render(self, buf, off, item):
         """Write piece `item` (0 .. ITEMS-1) of the JSON report at buf[off:];
         the new offset, or -1 if it may not fit (write out buf[:off] and call
@@ -132,6 +136,7 @@ class Stats:
         # A fixed order: a dict's own is not.
         return _table(buf, off, v, _CODE_ORDER if v is self.close_codes else REASONS)
 
+    @micropython.native
     def _heap(self, buf, off):
         # Bytes ever allocated (unix port; boards build without mem stats),
         # read before anything here allocates: differences of it give
@@ -165,6 +170,7 @@ def _mem_free(stats, buf, off):
     return _put(buf, _kv(buf, off, "mem_free", x), ", ")
 
 
+@micropython.native
 def _table(buf, off, v, keys):
     """{"k": v[k], ...} for keys, at buf[off:]; the new offset."""
     i = 0
@@ -175,15 +181,18 @@ def _table(buf, off, v, keys):
     return off + 1
 
 
+@micropython.native
 def _pair(buf, off, v, k):
     return _kv(buf, off, k, v[k])
 
 
+@micropython.native
 def _put(buf, off, s):
     copy(buf, off, s, 0, len(s))
     return off + len(s)
 
 
+@micropython.native
 def _kv(buf, off, key, v):
     """ "key": v at buf[off:] (key str or int; v None: no value); the new offset."""
     buf[off] = 34  # "
@@ -194,6 +203,7 @@ def _kv(buf, off, key, v):
     return off + 3 if v is None else _int(buf, off + 3, v)
 
 
+@micropython.native
 def _int(buf, off, v):
     """Decimal digits of v at buf[off:]; the new offset. (Not "%d" % v:
     that is a new string every time.)"""
@@ -221,6 +231,7 @@ except AttributeError:
     _mem_total = None
 
 
+@micropython.native
 def largest_free_block(cap):
     """Largest bytearray the heap can hand out now (up to `cap`), found by trying.
 

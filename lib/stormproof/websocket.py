@@ -47,6 +47,7 @@ class ConnectionClosed(Exception):
 
 
 class WebSocket:
+    @micropython.native
     def __init__(self, server, slot, sock, addr, path, query, subprotocol):
         self._server = server
         self._slot = slot
@@ -81,6 +82,7 @@ class WebSocket:
 
     # ---- receiving -------------------------------------------------------
 
+    @micropython.native
     async def receive(self):
         """Next message as str (text) or bytes (binary); ConnectionClosed at the end."""
         mv = await self.receive_view()
@@ -91,12 +93,14 @@ class WebSocket:
     def __aiter__(self):
         return self
 
+    @micropython.native
     async def __anext__(self):
         try:
             return await self.receive()
         except ConnectionClosed:
             raise StopAsyncIteration
 
+    @micropython.native
     def receive_view(self):
         """Next message as a memoryview into the slot's buffer, without a copy:
         `msg = await ws.receive_view()`.
@@ -118,6 +122,7 @@ class WebSocket:
         r.sub = None
         return r
 
+    @micropython.native
     def stats_view(self):
         """The server's live numbers (the JSON that GET /stats returns) in this
         connection's message buffer: a view for `await ws.send(v, text=True)`,
@@ -140,6 +145,7 @@ class WebSocket:
             return r._view
         return r._view[:n]
 
+    @micropython.native
     def _event(self, ev):
         """A control event or an error from the parser: None when handled at
         once, else the coroutine that finishes it (a pong the socket cannot
@@ -188,6 +194,7 @@ class WebSocket:
 
     # ---- sending ---------------------------------------------------------
 
+    @micropython.native
     def send(self, data, text=None):
         """Send a message: str as text, bytes-like as binary (text=True/False
         overrides). Await it: `await ws.send(msg)`.
@@ -204,9 +211,11 @@ class WebSocket:
             data = data.encode()
         return self._send(op, data, len(data))
 
+    @micropython.native
     def ping(self, payload=b""):
         return self._send(codec.OP_PING, payload, len(payload))
 
+    @micropython.native
     def _send(self, op, data, n):
         slot = self._slot
         if slot is None or self._close_sent or self._state != _OPEN:
@@ -244,6 +253,7 @@ class WebSocket:
             self._server.stats.msgs_out += 1
         return aio.DONE
 
+    @micropython.native
     async def _send_queued(self, op, data, n):
         await self._slot.wlock.acquire()
         if self._state != _OPEN:
@@ -251,6 +261,7 @@ class WebSocket:
             raise ConnectionClosed(self.close_code, self.close_reason)
         await self._send_now(op, data, n)
 
+    @micropython.native
     async def _send_rest(self, op, off, end, data, sent, n):
         # The socket was full: the rest of the frame, tx[off:end] then
         # data[sent:n], waiting as long as send_timeout allows.
@@ -261,10 +272,10 @@ class WebSocket:
             await self._write(data, sent, n)
             if op < codec.OP_CLOSE:
                 self._server.stats.msgs_out += 1
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as e:
             if self._state != _OPEN:  # the close path took the write away
                 raise ConnectionClosed(self.close_code, self.close_reason)
-            raise
+            raise e
         finally:
             slot.writer = None
             slot.wlock.release()
@@ -284,6 +295,7 @@ class WebSocket:
             return off + n
         return off
 
+    @micropython.native
     async def _write(self, buf, off, end):
         """Write buf[off:end], waiting while the socket is full; the sweep's
         send deadline (tx_since) bounds how long."""
@@ -326,6 +338,7 @@ class WebSocket:
             slot.writer = asyncio.create_task(self._finish_write(done, h + n))
         return True
 
+    @micropython.native
     async def _finish_write(self, off, end):
         slot = self._slot
         try:
@@ -338,6 +351,7 @@ class WebSocket:
 
     # ---- closing ---------------------------------------------------------
 
+    @micropython.native
     async def close(self, code=1000, reason=""):
         """Start the closing handshake. From the connection's own task this
         also waits (up to close_timeout) for the peer's close and closes TCP;
@@ -380,6 +394,7 @@ class WebSocket:
         slot.wlock.release()
         return n
 
+    @micropython.native
     async def _send_close(self, code, reason):
         slot = self._slot
         if self._close_sent or slot is None:
@@ -414,6 +429,7 @@ class WebSocket:
         finally:
             lock.release()
 
+    @micropython.native
     async def shutdown(self, code, reason, why):
         """The one close path. Idempotent: sends our close frame when the socket
         can still carry it, waits (bounded by the sweep) for the peer's close,
@@ -460,6 +476,7 @@ class WebSocket:
         finally:
             self._finish()
 
+    @micropython.native
     def abort(self, code, why):
         """Close now, without waiting and without allocating: after a
         MemoryError, or when the task cannot wait any more. Our close frame
@@ -492,6 +509,7 @@ class WebSocket:
             r = self.remote
             log.debug("closed %s:%d %d %s", r[0], r[1], self.close_code, self._why)
 
+    @micropython.native
     async def _await_peer_close(self):
         slot = self._slot
         parser = slot.parser
@@ -542,6 +560,7 @@ class Receiver:
 
     view_len = -1  # word index of a memoryview's length if setting it works (startup.py)
 
+    @micropython.native
     def __init__(self, message):
         self.ws: "WebSocket | None" = None
         self.sub: "Any" = None  # the coroutine being driven, if any
@@ -601,6 +620,7 @@ class Receiver:
             raise self._done
         raise StopIteration(self._view[:n])  # (never shortened: the whole buffer)
 
+    @micropython.native
     def throw(self, exc):
         # A cancellation (close deadline, sweep) while parked: a coroutine
         # being driven gets it, to run its own close path.
@@ -617,6 +637,7 @@ class Receiver:
         return self.__next__()
 
 
+@micropython.native
 def message_opcode(data, text):
     """Text or binary: str is text unless text=False, bytes-like is binary
     unless text=True, and then it must be UTF-8 (ValueError otherwise: the
@@ -630,6 +651,7 @@ def message_opcode(data, text):
     return codec.OP_TEXT
 
 
+@micropython.native
 def _truncate_utf8(b, limit):
     """b cut to at most `limit` bytes without splitting a UTF-8 sequence."""
     if len(b) <= limit:
