@@ -1,6 +1,7 @@
 """Default application: echo at /ws, a broadcast chat at /chat, a page at /, numbers at /stats."""
 
 import asyncio
+import os
 import sys
 
 sys.path.insert(0, "lib")
@@ -52,11 +53,32 @@ async def chat(ws):
 
 
 def page(req):
+    # "/" is revalidated at every load (a reload then costs a 304, no body);
+    # the helper script is cached for an hour. Both leave gzipped when a
+    # .gz sits beside the file (`make` writes them) and the browser takes it.
+    if req.path == "/":
+        name, ctype, cache = "www/index.html", "text/html; charset=utf-8", "no-cache"
+    else:
+        name, ctype, cache = "www/stormproof.js", "text/javascript", "max-age=3600"
+    enc = ""
+    if "gzip" in (req.header("accept-encoding") or ""):
+        try:
+            os.stat(name + ".gz")
+            name += ".gz"
+            enc = "Content-Encoding: gzip\r\n"
+        except OSError:
+            pass
     try:
-        f = open("www/index.html", "rb")
+        st = os.stat(name)
     except OSError:
-        return 200, "text/plain", "Stormproof: WebSocket at /ws, numbers at /stats"
-    return 200, "text/html; charset=utf-8", chunks(f)
+        return 404, "text/plain", "no " + name
+    tag = '"%x-%x"' % (st[6], st[8])  # size and mtime
+    extra = (
+        "Cache-Control: %s\r\nETag: %s\r\nVary: Accept-Encoding\r\n%s" % (cache, tag, enc)
+    ).encode()
+    if req.header("if-none-match") == tag:
+        return 304, ctype, b"", extra
+    return 200, ctype, chunks(open(name, "rb")), extra
 
 
 def chunks(f):
@@ -71,6 +93,7 @@ def chunks(f):
 
 
 server.route("/", page)
+server.route("/stormproof.js", page)
 server.route("/stats", server.stats_page)
 
 try:

@@ -60,11 +60,15 @@ class ServerProcess:
     port with an ESP32-sized heap."""
 
     def __init__(
-        self, env: dict[str, str] | None = None, heap: str | None = None, script: str = "main.py"
+        self,
+        env: dict[str, str] | None = None,
+        heap: str | None = None,
+        script: str = "main.py",
+        port: int | None = None,
     ):
         if not (BUILD / "main.py").exists():
             pytest.exit("build/unix is missing: run 'make test' (it compiles lib/ first)", 2)
-        self.port = free_port()
+        self.port = port or free_port()
         self.heap = heap or os.environ.get("HEAP", "110k")
         full_env = dict(os.environ)
         full_env.update({"STORMPROOF_HOST": "127.0.0.1", "STORMPROOF_PORT": str(self.port)})
