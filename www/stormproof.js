@@ -1,31 +1,22 @@
 /* stormproof.js: a WebSocket that reconnects without storming a small device.
 
-  const sp = new Stormproof('/live');          // path, or a full ws:// URL
-  sp.addEventListener('state', e => show(e.detail));
-  sp.addEventListener('message', e => use(e.data));
-  sp.send('hello');                            // false when not open
+  const sp = new Stormproof('/live');   // a path on this host, or a ws:// URL
+  sp.addEventListener('state', (e) => show(e.detail));
+  sp.addEventListener('message', (e) => use(e.data));
+  sp.send('hi');                        // false unless open; sp.close() ends it
 
-  - One socket at a time; events from an old socket are ignored.
-  - After a failed or lost connection it waits random() * min(maxDelay,
-    baseDelay * 2^(failures-1)) ms ("full jitter"), so tabs that lost the
-    device together do not come back together.
-  - The failure count resets only when a connection was open for healthyAfter
-    ms: a server that accepts and drops at once cannot make it reconnect fast.
-  - A device that is full completes the handshake and closes at once with
-    1013 (Try Again Later), reason "retry=<ms>". The helper then waits that
-    long plus random() * retryJitter ms, in state "full". (A refused handshake,
-    e.g. a 503, shows up in a page only as 1006, hence this signal.)
-  - On pagehide the socket is closed cleanly (a reload frees its slot at once)
-    and reopened if the page comes back from the back/forward cache.
-  - pauseWhenHidden: ms a tab may stay hidden before its socket is closed
-    (false: never); it reconnects when shown again.
-
-  States (sp.state, and e.detail.state with e.detail.delay in ms and
-  e.detail.code/reason of the close that led there): connecting, open,
-  retry (backing off), full (device full), paused (hidden), closed (close()).
-  Options: protocols, baseDelay 500, maxDelay 30000, healthyAfter 10000,
-  openTimeout 10000, retryJitter 1000, pauseWhenHidden false; for tests:
-  clock {now, setTimeout, clearTimeout}, random, WebSocket, window.
+  One socket at a time. After a failure it waits random() * min(maxDelay,
+  baseDelay * 2^(failures-1)) ms (full jitter); the count resets only after a
+  connection stayed open healthyAfter ms. A full device completes the
+  handshake and closes with 1013, reason "retry=<ms>": the helper waits that
+  plus random() * retryJitter, without counting a failure. pagehide closes
+  the socket (a reload frees its slot at once); pauseWhenHidden: ms hidden
+  before closing (false: never), reconnecting when shown.
+  e.detail: state (connecting, open, retry, full, paused, closed), delay (ms),
+  code, reason, attempt. Options (defaults): protocols [], baseDelay 500,
+  maxDelay 30000, healthyAfter 10000, openTimeout 10000, retryJitter 1000,
+  pauseWhenHidden false; clock {now, setTimeout, clearTimeout}, random,
+  WebSocket, window: for tests.
 */
 class Stormproof extends EventTarget {
   constructor(url, opts = {}) {
@@ -41,8 +32,8 @@ class Stormproof extends EventTarget {
       : (w.location.protocol === 'https:' ? 'wss://' : 'ws://') + w.location.host + url;
     this.state = 'idle';
     this.failures = 0;
+    this.openedAt = NaN;  // not open: never healthy
     this.ws = null;
-    this.timer = null;
     this.doc = w.document;
     if (w.addEventListener) {
       w.addEventListener('pagehide', () => this._drop('paused', 'page hidden'));
@@ -72,8 +63,8 @@ class Stormproof extends EventTarget {
 
   _later(ms, fn) {
     const c = this.opts.clock;
-    if (this.timer !== null) c.clearTimeout(this.timer);
-    this.timer = ms === null ? null : c.setTimeout(() => { this.timer = null; fn(); }, ms);
+    c.clearTimeout(this.timer);
+    this.timer = ms === null ? null : c.setTimeout(fn, ms);
   }
 
   _connect() {
@@ -101,10 +92,8 @@ class Stormproof extends EventTarget {
     ws.onclose = (e) => {
       if (ws !== this.ws) return;
       this.ws = null;
-      const healthy = this.openedAt !== undefined &&
-        this.opts.clock.now() - this.openedAt >= this.opts.healthyAfter;
-      this.openedAt = undefined;
-      if (healthy) this.failures = 0;
+      if (this.opts.clock.now() - this.openedAt >= this.opts.healthyAfter) this.failures = 0;
+      this.openedAt = NaN;
       this._retry(e.code, e.reason || '');
     };
   }
@@ -131,23 +120,18 @@ class Stormproof extends EventTarget {
     this._later(null);
     const ws = this.ws;
     this.ws = null;
-    this.openedAt = undefined;
+    this.openedAt = NaN;
     if (ws) ws.close(1000, reason);
     this._set(state);
   }
 
   _visibility() {
-    if (this.doc.visibilityState === 'visible') {
-      if (this.state === 'paused' || this.hideTimer) {
-        this.opts.clock.clearTimeout(this.hideTimer);
-        this.hideTimer = null;
-        if (this.state === 'paused') this._connect();
+    const c = this.opts.clock;
+    c.clearTimeout(this.hideTimer);
+    if (this.doc.visibilityState !== 'visible') {
+      if (this.state !== 'closed') {
+        this.hideTimer = c.setTimeout(() => this._drop('paused', 'tab hidden'), this.opts.pauseWhenHidden);
       }
-    } else if (this.state !== 'closed') {
-      this.hideTimer = this.opts.clock.setTimeout(() => {
-        this.hideTimer = null;
-        this._drop('paused', 'tab hidden');
-      }, this.opts.pauseWhenHidden);
-    }
+    } else if (this.state === 'paused') this._connect();
   }
 }
