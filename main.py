@@ -52,6 +52,17 @@ async def chat(ws):
             server.broadcast(msg, text=ws.is_text, path="/chat")
 
 
+@server.websocket("/live")
+async def live(ws):
+    # The dashboard's one socket: its console's echo, and the live numbers
+    # each time it asks ("stats"), so an open page costs no HTTP requests.
+    while True:
+        msg = await ws.receive_view()
+        if ws.is_text and msg == b"stats":  # (a view compares in place)
+            msg = ws.stats_view()
+        await ws.send(msg, text=ws.is_text)
+
+
 def page(req):
     # "/" is revalidated at every load (a reload then costs a 304, no body);
     # the helper script is cached for an hour. Both leave gzipped when a

@@ -40,6 +40,10 @@ class Config:
     close_timeout = 3000  # wait this long for the peer's close frame, then drop TCP
     sweep_interval = 250  # how often the sweep checks every deadline
     retry_after = 5  # seconds; a 503 says retry_after plus 0-2 s of jitter
+    # Every slot busy and the request has an Origin (a browser, which cannot
+    # read a 503): answer 101, then close at once with 1013 "retry=<ms>".
+    # No slot is taken. False: a 503 for every client.
+    browser_refusal = True
     # Bytes allocated between collections. -1: half the heap left free after
     # the tables; 0: collect only when the heap is full. Collecting before the
     # heap is full frees garbage while it is still small and low in the heap,

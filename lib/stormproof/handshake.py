@@ -20,7 +20,10 @@ _LF = const(10)
 _CR = const(13)
 
 
-RESPONSE_HEAD = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sConnection: close\r\nCache-Control: no-store\r\n%s\r\n"  # status, reason phrase, content type, Content-Length line or "", extra header lines
+RESPONSE_HEAD = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%sConnection: close\r\n%s\r\n"  # status, reason phrase, content type, Content-Length line or "", extra header lines
+NO_STORE = (
+    "Cache-Control: no-store\r\n"  # unless the extra lines say otherwise: live numbers, errors
+)
 STATUS = {
     101: "Switching Protocols", 200: "OK", 400: "Bad Request", 401: "Unauthorized",
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
@@ -293,6 +296,29 @@ def check_upgrade(req):
     req.has_token(b"sec-websocket-protocol", b",", False)  # checks it now, before a slot is taken
     digest = hashlib.sha1(bytes(buf[span[0] : span[1]]) + _GUID).digest()
     return binascii.b2a_base64(digest, newline=False)
+
+
+_ACCEPT_HEAD = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+
+
+@micropython.native
+def write_accept(buf, accept_key, chosen):
+    """The 101 answer (with the chosen subprotocol, str or None) at buf[0:];
+    its length. buf: a bytearray with room for it, or a view (which raises
+    rather than grows)."""
+    n = _put(buf, 0, _ACCEPT_HEAD)
+    n = _put(buf, n, accept_key)
+    if chosen:
+        n = _put(buf, n, b"\r\nSec-WebSocket-Protocol: ")
+        n = _put(buf, n, chosen.encode())
+    return _put(buf, n, b"\r\n\r\n")
+
+
+@micropython.native
+def _put(buf, off, data):
+    n = len(data)
+    buf[off : off + n] = data
+    return off + n
 
 
 @micropython.native

@@ -41,6 +41,8 @@ _KEEPALIVE = const(2)  # the ping's pong is overdue: dead or half-open peer (101
 _IDLE = const(3)  # no message for idle_timeout (1001)
 _PING = const(4)  # silent for ping_interval: send a keepalive ping
 _KICK = const(5)  # the closing handshake overran close_timeout: close TCP now
+_REFUSALS = const(3)  # 503s with different Retry-After delays (startup.build)
+_CLOSES = const(3)  # where their 1013 close frames start in the same list
 _STATS_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n"
 
 
@@ -318,9 +320,11 @@ class Server:
                 self._discard(sock)
                 self._close_raw(sock)
 
-    def _next_refusal(self):
-        self._refusal_turn = (self._refusal_turn + 1) % len(self._refusals)
-        return self._refusals[self._refusal_turn]
+    def _next_refusal(self, close=0):
+        """The next of the prebuilt 503s (or, with close=_CLOSES, of the 1013
+        close frames that match them): their retry delays take turns."""
+        self._refusal_turn = (self._refusal_turn + 1) % _REFUSALS
+        return self._refusals[close + self._refusal_turn]
 
     def _close_raw(self, sock):
         aio.forget(sock)  # before close(): the poller must not hold a closed descriptor
@@ -368,13 +372,20 @@ class Server:
                 if e.status == 503:  # every slot busy: the prebuilt answer
                     stats.refused_full += 1
                     self._probe_silent()
-                    await self._write_all(pend, self._next_refusal())
+                    if pend is not None and pend.answered:  # 101 and close 1013, for a browser
+                        # RFC 6455 7.1.1: the server closes TCP first, once
+                        # the client's close frame is in (the sweep bounds
+                        # this wait by handshake_timeout).
+                        await wait_readable(pend.sock)  # pyright: ignore[reportArgumentType]
+                    else:
+                        await self._write_all(pend, self._next_refusal())
                 else:
                     stats.refused_bad += 1
                     await self._respond(pend, e.status, e.reason, e.extra)
             except asyncio.CancelledError:
                 if pend is not None and pend.expired:
-                    stats.refused_timeout += 1
+                    if not pend.answered:  # (else it was refused already, and counted)
+                        stats.refused_timeout += 1
                     if pend.got:  # a request had begun: say why it ends (a preconnect gets nothing)
                         self._answer_pend(pend, self._timeout_answer)
                 elif ws is not None and slot is not None and slot.aborted:
@@ -483,6 +494,13 @@ class Server:
         chosen = handshake.choose_subprotocol(req, protocols) if protocols else None
         slot = self._take_slot(pend)
         if slot is None:
+            if self.config.browser_refusal and req.header_count(b"origin"):
+                # A browser: a page can read a close code, not a 503. The
+                # request is parsed, so its buffer holds the answer, which a
+                # fresh socket takes whole (pend.answered tells the caller).
+                n = handshake.write_accept(pend.buf, accept_key, None)
+                n = _put(pend.buf, n, self._next_refusal(_CLOSES))
+                self._write_now(pend, pend.buf, 0, n)
             raise handshake.HandshakeError(503, "every slot busy")
         try:
             return self._prepare(slot, pend, req, chosen, handler, accept_key)
@@ -495,14 +513,8 @@ class Server:
         ws = WebSocket(self, slot, pend.sock, pend.addr, req.path, req.query, chosen)
         slot.ws = ws
         slot.last_rx = slot.last_message = aio.now()
-        tx = slot.tx_mv  # a view: an oversized answer raises instead of growing the buffer
-        n = _put(tx, 0, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n")
-        n = _put(tx, n, b"Connection: Upgrade\r\nSec-WebSocket-Accept: ")
-        n = _put(tx, n, accept_key)
-        if chosen:
-            n = _put(tx, n, b"\r\nSec-WebSocket-Protocol: ")
-            n = _put(tx, n, chosen.encode())
-        n = _put(tx, n, b"\r\n\r\n")
+        # A view: an oversized answer raises instead of growing the buffer.
+        n = handshake.write_accept(slot.tx_mv, accept_key, chosen)
         # Bytes the client sent right behind its request (its first frames)
         # move to the slot before the request buffer is given back.
         extra = pend.rx_extra
@@ -608,6 +620,7 @@ class Server:
         method = req.method
         path = req.path
         status = 200
+        extra = b""
         try:
             if path in self._ws_routes:
                 raise handshake.HandshakeError(
@@ -621,7 +634,10 @@ class Server:
             if method not in ("GET", "HEAD"):
                 raise handshake.HandshakeError(405, "only GET and HEAD", b"Allow: GET, HEAD\r\n")
             try:
-                status, ctype, body = route(req)
+                answer = route(req)
+                status, ctype, body = answer[0], answer[1], answer[2]
+                if len(answer) > 3:
+                    extra = answer[3]
             except (handshake.HandshakeError, MemoryError):
                 raise
             except Exception as e:
@@ -632,7 +648,7 @@ class Server:
             await self._respond(pend, e.status, e.reason, e.extra)
             return
         self.stats.http_served += 1
-        await self._respond(pend, status, body, b"", ctype, method == "HEAD")
+        await self._respond(pend, status, body, extra, ctype, method == "HEAD")
 
     def stats_page(self, req):
         """Route handler for the live numbers: server.route("/stats", server.stats_page).
@@ -661,7 +677,15 @@ class Server:
             length = ""
         head = (
             handshake.RESPONSE_HEAD
-            % (status, handshake.STATUS.get(status, "Error"), ctype, length, extra.decode())
+            % (
+                status,
+                handshake.STATUS.get(status, "Error"),
+                ctype,
+                length,
+                extra.decode()
+                if b"Cache-Control:" in extra
+                else handshake.NO_STORE + extra.decode(),
+            )
         ).encode()
         await self._write_all(pend, head, len(head))
         if head_only:

@@ -89,7 +89,8 @@ def overrides():
 
 def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
     """The server's tables: (slots, pending pool, every handshake carrier,
-    the 503 answers, the 408 answer, the TCP_NODELAY option or None).
+    the 503 answers followed by their 1013 close frames, the 408 answer,
+    the TCP_NODELAY option or None).
 
     Everything that lives as long as the server is allocated here, at the
     bottom of the heap, so what connections allocate and free later never
@@ -110,6 +111,11 @@ def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
         _prebuilt(503, body, "Retry-After: %d\r\n" % (cfg.retry_after + extra))
         for extra in range(3)
     ]
+    # The same refusal for browsers, which cannot read a 503 (a refused
+    # handshake reaches a page as close code 1006): close frames with 1013
+    # and the delay in milliseconds, sent right behind a 101.
+    for extra in range(3):
+        refusals.append(_close_frame(1013, "retry=%d" % ((cfg.retry_after + extra) * 1000)))
     timeout = _prebuilt(408, b"the request did not arrive in time\n", "")
     gc.collect()
     per = cfg.slot_bytes()
@@ -133,13 +139,18 @@ def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
     return slots, pending, carriers, refusals, timeout, nodelay
 
 
+def _close_frame(code, reason):
+    reason = reason.encode()
+    return bytes((0x88, 2 + len(reason), code >> 8, code & 0xFF)) + reason
+
+
 def _prebuilt(status, body, extra):
     head = handshake.RESPONSE_HEAD % (
         status,
         handshake.STATUS[status],
         "text/plain",
         "Content-Length: %d\r\n" % len(body),
-        extra,
+        handshake.NO_STORE + extra,
     )
     return head.encode() + body
 

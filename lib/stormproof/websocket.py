@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing import Any
 from .aio import wait_readable, wait_writable
 from .mask import copy, set_view_len
+from .stats import ITEMS
 
 _OPEN = const(0)
 _CLOSING = const(1)  # our close frame is out; waiting for the peer's
@@ -116,6 +117,28 @@ class WebSocket:
         r.ws = self
         r.sub = None
         return r
+
+    def stats_view(self):
+        """The server's live numbers (the JSON that GET /stats returns) in this
+        connection's message buffer: a view for `await ws.send(v, text=True)`,
+        valid until the next receive. Rendered in place: nothing is
+        allocated but the largest-free-block probe's own trial blocks.
+        ValueError if max_message is too small to hold the report."""
+        slot = self._slot
+        if slot is None or self._state == _CLOSED:
+            raise ConnectionClosed(self.close_code or codec.CLOSE_ABNORMAL, self.close_reason)
+        stats = self._server.stats
+        stats.probe_next = True
+        n = 0
+        for item in range(ITEMS):
+            n = stats.render(slot.message, n, item)
+            if n < 0:
+                raise ValueError("max_message too small for the stats report")
+        r = slot.receiver
+        if r.view_len >= 0:
+            set_view_len(r._view, n, r.view_len)
+            return r._view
+        return r._view[:n]
 
     def _event(self, ev):
         """A control event or an error from the parser: None when handled at
