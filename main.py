@@ -3,30 +3,30 @@
 import asyncio
 import sys
 
-sys.path.insert(0, "lib")
+# After .frozen (a board has /lib there already): a stale /lib must not
+# shadow a package frozen into the firmware.
+sys.path.append("lib")
 
 from stormproof import Config, Server, overrides  # noqa: E402
 
 if sys.platform == "esp32":
-    from stormproof import board
+    from stormproof.board import Board
 
-    try:
-        import wifi_settings  # pyright: ignore[reportMissingImports]
-
-        print("IP:", board.connect_wifi(wifi_settings.SSID, wifi_settings.KEY))
-    except ImportError:
-        print("IP:", board.connect_wifi(None, None))  # no credentials: own access point
-    settings = {}
+    # The reset cause, safe mode (board.SafeMode ends this script: the REPL),
+    # settings.json, Wi-Fi (the setup access point when it cannot join).
+    board = Board().start()
+    server = board.server(overrides())
 else:
-    settings = {"host": "127.0.0.1", "port": 8080}
     # The unix port raises Ctrl-C's KeyboardInterrupt from inside the signal
     # handler, wherever the interpreter is; landing in a garbage collection it
     # can crash the process. Let SIGINT simply end it: the OS closes every socket.
     import micropython
 
     micropython.kbd_intr(-1)
-settings.update(overrides())
-server = Server(Config(**settings))
+    board = None
+    settings = {"host": "127.0.0.1", "port": 8080}
+    settings.update(overrides())
+    server = Server(Config(**settings))
 
 
 @server.websocket("/ws", subprotocols=("echo",))
@@ -86,9 +86,10 @@ def chunks(f):
 server.route("/", page)
 server.route("/stormproof.js", page)
 server.route("/stats", server.stats_page)
+if board is not None or server.config.profile:  # the suite's preflight reads it
+    server.route("/config", server.config.report)
 
-try:
+if board is None:
     asyncio.run(server.serve())
-except KeyboardInterrupt:  # Ctrl-C on a board: say goodbye (1001) to every client first
-    asyncio.run(server.stop())
-    print("stopped")
+else:
+    board.run(server)  # Ctrl-C: a 1001 to every client; a crash: logged, then a reset

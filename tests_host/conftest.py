@@ -24,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from wsutil import Target, get_stats  # noqa: E402
+from wsutil import Target, get, get_stats  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "unix"
@@ -64,10 +64,11 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         heap: str | None = None,
         script: str = "main.py",
+        cwd: Path = BUILD,
         port: int | None = None,
     ):
-        if not (BUILD / "main.py").exists():
-            pytest.exit("build/unix is missing: run 'make test' (it compiles lib/ first)", 2)
+        if not (cwd / "main.py").exists():
+            pytest.exit(f"{cwd} is missing: run 'make test' (it compiles lib/ first)", 2)
         self.port = port or free_port()
         self.heap = heap or os.environ.get("HEAP", "110k")
         full_env = dict(os.environ)
@@ -77,7 +78,7 @@ class ServerProcess:
         self._listening = threading.Event()
         self.proc = subprocess.Popen(
             [micropython(), "-X", f"heapsize={self.heap}", script],
-            cwd=BUILD,
+            cwd=cwd,
             env=full_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -123,7 +124,9 @@ def target(device_url):
     """The server under test, shared by the session."""
     if device_url:
         u = urlparse(device_url)
-        yield Target(u.hostname or "", u.port or 80, u.path or "/ws", local=False)
+        t = Target(u.hostname or "", u.port or 80, u.path or "/ws", local=False)
+        preflight(t)
+        yield t
         return
     proc = ServerProcess()
     yield proc.target
@@ -134,11 +137,63 @@ def target(device_url):
     assert alive, "server process died during the session:\n" + proc.output()
 
 
+def preflight(t: Target) -> dict:
+    """Before a --device run: the board answers, runs MicroPython 1.23 or
+    later, and nobody else is connected (their connections would skew every
+    count). Its active configuration (/config), or {} on an older build."""
+    try:
+        st = get_stats(t)
+    except (OSError, AssertionError) as e:
+        pytest.exit(f"device {t.host}:{t.port} unreachable: /stats: {e!r}", 2)
+    status, _, body = get(t, "/config")
+    cfg = json.loads(body) if status == 200 else {}
+    version = tuple(int(x) for x in cfg.get("micropython", "0.0.0").split("."))
+    if cfg and version < (1, 23, 0):
+        pytest.exit(f"device runs MicroPython {cfg['micropython']}; 1.23 or later is needed", 2)
+    if st["slots_in_use"] or st["sockets_open"] > 1:
+        pytest.exit(
+            f"other clients are connected to the device ({st['slots_in_use']} WebSockets, "
+            f"{st['sockets_open'] - 1} other sockets): close them (browser tabs, storms) first",
+            2,
+        )
+    print(
+        f"device: MicroPython {cfg.get('micropython', '?')}, profile {cfg.get('profile') or 'default'!r}"
+    )
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def device_config(device_url) -> dict:
+    if not device_url:
+        return {}
+    u = urlparse(device_url)
+    status, _, body = get(Target(u.hostname or "", u.port or 80, "/ws", local=False), "/config")
+    return json.loads(body) if status == 200 else {}
+
+
 @pytest.fixture
-def spawn(device_url):
-    """Start a dedicated server with config overrides (STORMPROOF_* env vars)."""
+def spawn(device_url, device_config):
+    """Start a dedicated server with config overrides (STORMPROOF_* env vars).
+    Against a device: the device itself when its active configuration
+    (/config) already has every override, else the test is skipped, saying
+    which settings differ."""
     if device_url:
-        pytest.skip("needs its own server configuration; not possible against a device")
+        u = urlparse(device_url)
+
+        def on_device(**overrides) -> Target:
+            differ = {
+                k: (v, device_config.get(k))
+                for k, v in overrides.items()
+                if device_config.get(k) != v
+            }
+            if differ:
+                pytest.skip(
+                    f"needs server settings the device does not run (wanted, running): {differ}"
+                )
+            return Target(u.hostname or "", u.port or 80, u.path or "/ws", local=False)
+
+        yield on_device
+        return
     started: list[ServerProcess] = []
 
     def start(**overrides) -> Target:

@@ -54,6 +54,7 @@ HOT = (
     # every /stats report
     ("stats", "Stats.render"),
     ("stats", "Stats._heap"),
+    ("stats", "_mem_free"),
     ("stats", "_table"),
     ("stats", "_pair"),
     ("stats", "_put"),

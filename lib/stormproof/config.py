@@ -52,6 +52,7 @@ class Config:
     gc_threshold = -1
     backlog = 8  # listen() backlog: a burst waits here instead of being dropped (lwIP caps it by its PCBs)
     log_level = 2  # 0 error, 1 warn, 2 info, 3 debug
+    profile = ""  # "test": make deploy PROFILE=test (the suite reads it at /config)
 
     def __init__(self, **overrides):
         for k in overrides:
@@ -63,15 +64,21 @@ class Config:
         """Buffer bytes one WebSocket slot owns for its whole life."""
         return self.max_message + self.rx_chunk + self.tx_size + _PER_SLOT
 
+    def report(self, req=None):
+        """Route handler for the active settings as JSON (/config on a board
+        or with a profile); rendered by start-up code loaded for the request
+        (rare: the test suite's preflight) and released after."""
+        return 200, "application/json", _startup("report")(self)
+
     def validate(self, heap_free=None):
         """Check every setting (ConfigError naming the bad one); self."""
         return _startup("validate")(self, heap_free)
 
 
 def overrides():
-    """Settings that replace the defaults: the CONFIG dict of an optional
-    module `stormproof_settings`, then (on the unix port, which has an
-    environment) STORMPROOF_<NAME> variables, e.g. STORMPROOF_MAX_CLIENTS=6."""
+    """Settings that replace the defaults: the "server" section of
+    settings.json, then (on the unix port, which has an environment)
+    STORMPROOF_<NAME> variables, e.g. STORMPROOF_MAX_CLIENTS=6."""
     return _startup("overrides")()
 
 

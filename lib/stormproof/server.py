@@ -128,6 +128,7 @@ class Server:
         self._serve_task = None
         self._refusal_turn = 0
         self._refused = [None] * _REFUSED_HELD  # answered at accept, closed by the sweep
+        self.watchdog = None  # a board's (board.Watchdog): fed by the sweep
 
     # ---- routes ------------------------------------------------------------
 
@@ -826,6 +827,11 @@ class Server:
                 self._sweep_once(aio.now())
             except Exception as e:  # the sweep must outlive any one bad slot
                 self.log.error("sweep: %r", e)
+                continue
+            # Fed only while the event loop (this task runs) and the accept
+            # loop (its listener is open) are alive: a real hang resets a board.
+            if self.watchdog is not None and self._listener is not None:
+                self.watchdog.feed()
 
     def _sweep_once(self, now):
         # Plain functions, not coroutines, and each frame within the 11

@@ -53,8 +53,7 @@ def validate(cfg, heap_free=None):
     need(10 <= cfg.sweep_interval <= 5000, "sweep_interval must be 10..5000 ms")
     need(cfg.retry_after >= 1, "retry_after must be >= 1 s")
     if heap_free is None:
-        gc.collect()
-        heap_free = gc.mem_free()
+        heap_free = _heap_free(True)
     need_bytes = cfg.slot_bytes() * cfg.max_clients + cfg.request_max * cfg.handshakes
     need(
         need_bytes + _HEAP_RESERVE <= heap_free,
@@ -64,17 +63,51 @@ def validate(cfg, heap_free=None):
     return cfg
 
 
-def overrides():
-    """Settings that replace the defaults: the CONFIG dict of an optional
-    module `stormproof_settings`, then (on the unix port, which has an
-    environment) STORMPROOF_<NAME> variables, e.g. STORMPROOF_MAX_CLIENTS=6."""
-    out = {}
-    try:
-        import stormproof_settings  # pyright: ignore[reportMissingImports]
+def report(cfg):
+    """The active settings as JSON, with the MicroPython version and platform."""
+    import json
 
-        out.update(stormproof_settings.CONFIG)
-    except ImportError:
-        pass
+    v = sys.implementation.version
+    out = {"micropython": "%d.%d.%d" % (v[0], v[1], v[2]), "platform": sys.platform}
+    for k in dir(Config):
+        if k[0] != "_" and not callable(getattr(Config, k)):
+            out[k] = getattr(cfg, k)
+    return json.dumps(out)
+
+
+def _heap_free(usable=False):
+    """The Python heap's free bytes (a board's gc.mem_free() adds the IDF
+    block it could grow into); usable: plus what it may still grow."""
+    gc.collect()
+    if sys.platform != "esp32":
+        return gc.mem_free()
+    from . import board
+
+    return board.usable_heap() if usable else board.heap_figures()[0]
+
+
+def overrides():
+    """Settings that replace the defaults: the "server" section and the
+    profile of settings.json, if there is one, then (on the unix port, which
+    has an environment) STORMPROOF_<NAME> variables, e.g. STORMPROOF_MAX_CLIENTS=6."""
+    out = {}
+    import os
+
+    try:
+        os.stat("settings.json")
+    except OSError:
+        pass  # none (make run): the loader is not even imported
+    else:
+        from . import settings
+
+        values, problems = settings.load()
+        _release(settings)
+        if sys.platform != "esp32":  # a board's boot (board.py) has printed them
+            for p in problems:
+                print("[W] settings.json:", p)
+        out.update(values["server"])
+        if values["profile"]:
+            out["profile"] = values["profile"]
     try:
         from os import getenv  # pyright: ignore[reportAttributeAccessIssue]
     except ImportError:
@@ -83,8 +116,17 @@ def overrides():
         if k[0] != "_" and not callable(getattr(Config, k)):
             v = getenv("STORMPROOF_" + k.upper())
             if v:
-                out[k] = v if k == "host" else int(v)
+                out[k] = v if k in ("host", "profile") else int(v)
     return out
+
+
+def _release(mod):
+    """Forget a module used once at start, so its code leaves RAM."""
+    sys.modules.pop(mod.__name__, None)
+    pkg = sys.modules.get(mod.__name__.rpartition(".")[0])
+    name = mod.__name__.rpartition(".")[2]
+    if pkg is not None and hasattr(pkg, name):
+        delattr(pkg, name)
 
 
 def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
@@ -122,10 +164,10 @@ def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
     log.info(
         "memory: %d slots x %d B = %d B, handshake pool %d B; heap used by tables %d B, free %d B",
         cfg.max_clients, per, per * cfg.max_clients, cfg.request_max * cfg.handshakes,
-        before - gc.mem_free(), gc.mem_free(),
+        before - gc.mem_free(), _heap_free(),
     )  # fmt: skip
     if cfg.gc_threshold:
-        gc.threshold(cfg.gc_threshold if cfg.gc_threshold > 0 else gc.mem_free() // 2)
+        gc.threshold(cfg.gc_threshold if cfg.gc_threshold > 0 else _heap_free() // 2)
     # TCP_NODELAY where setting it works: firmware whose socket module
     # names it implements it; the unix port passes any option to the
     # kernel (Linux numbers). Older ESP32 firmware prints a warning for

@@ -55,6 +55,8 @@ _FIELDS = (
 
 
 class Stats:
+    board = None  # a board's fn(buf, off) -> off: its heap figures (board.py)
+
     def __init__(self, slots_total, handshakes_total, max_message=0):
         self.max_message = max_message  # clients may read the limit here
         self.started = time.ticks_ms()
@@ -140,11 +142,10 @@ class Stats:
             off = _put(buf, _kv(buf, off, "mem_total", x), ", ")
         # Heap figures before this request's own objects.
         gc.collect()
-        x = largest_free_block(self.probe_cap) if self.probe_next else -1
+        x = largest_free_block(self.probe_cap) if self.probe_next and self.probe_cap else -1
         gc.collect()
         off = _put(buf, _kv(buf, off, "largest_free", x), ", ")
-        x = gc.mem_free()
-        off = _put(buf, _kv(buf, off, "mem_free", x), ", ")
+        off = _mem_free(self, buf, off)
         x = gc.mem_alloc()
         off = _put(buf, _kv(buf, off, "mem_alloc", x), ", ")
         x = time.ticks_diff(time.ticks_ms(), self.started)
@@ -155,6 +156,13 @@ class Stats:
 
 ITEMS = len(_FIELDS) + 2  # pieces of the report
 _CODE_ORDER = ("other",) + _CODES
+
+
+def _mem_free(stats, buf, off):
+    if stats.board is not None:  # its own mem_free (ESP-IDF's RAM apart), IDF figures, reset cause
+        return stats.board(buf, off)
+    x = gc.mem_free()
+    return _put(buf, _kv(buf, off, "mem_free", x), ", ")
 
 
 def _table(buf, off, v, keys):
