@@ -65,10 +65,11 @@ class ServerProcess:
         heap: str | None = None,
         script: str = "main.py",
         cwd: Path = BUILD,
+        port: int | None = None,
     ):
         if not (cwd / "main.py").exists():
             pytest.exit(f"{cwd} is missing: run 'make test' (it compiles lib/ first)", 2)
-        self.port = free_port()
+        self.port = port or free_port()
         self.heap = heap or os.environ.get("HEAP", "110k")
         full_env = dict(os.environ)
         full_env.update({"STORMPROOF_HOST": "127.0.0.1", "STORMPROOF_PORT": str(self.port)})
