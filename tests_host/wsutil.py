@@ -36,8 +36,13 @@ class Target:
         return f"http://{self.host}:{self.port}"
 
 
-def connect(target: Target, timeout: float = IO_TIMEOUT) -> socket.socket:
-    s = socket.create_connection((target.host, target.port), timeout=timeout)
+def connect(
+    target: Target, timeout: float = IO_TIMEOUT, source: str | None = None
+) -> socket.socket:
+    """A TCP connection to the target; `source`: the local address to come
+    from (other loopback addresses, 127.0.0.2 ..., stand for other clients)."""
+    src = (source, 0) if source else None
+    s = socket.create_connection((target.host, target.port), timeout=timeout, source_address=src)
     s.settimeout(timeout)
     return s
 
@@ -169,18 +174,28 @@ class Refused(ConnectionError):
 class RawWS:
     """A WebSocket client with no opinions: it sends whatever bytes a test wants."""
 
-    def __init__(self, target: Target, timeout: float = IO_TIMEOUT, handshake: bool = True):
-        self.sock = connect(target, timeout)
+    def __init__(
+        self,
+        target: Target,
+        timeout: float = IO_TIMEOUT,
+        handshake: bool = True,
+        source: str | None = None,
+        path: str | None = None,
+        extra: str = "",
+    ):
+        self.sock = connect(target, timeout, source)
         self.buf = b""
+        self.head = b""
         if handshake:
             key = new_key()
-            self.sock.sendall(upgrade_request(target, key))
+            self.sock.sendall(upgrade_request(target, key, extra, path))
             head = self._read_head()
             status, headers, _ = parse_response(head)
             if status != 101:
                 self.sock.close()
                 raise Refused(status, head)
             assert headers["sec-websocket-accept"] == accept_for(key)
+            self.head = head
 
     def _read_head(self) -> bytes:
         while b"\r\n\r\n" not in self.buf:

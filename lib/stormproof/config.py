@@ -52,6 +52,17 @@ class Config:
     # browser; require_origin=True refuses them too.
     allowed_origins = "same"
     require_origin = False
+    # A shared secret a client must present (`?token=...`, or the WebSocket
+    # subprotocol "token.<secret>"), else 401; "" for none. Letters, digits
+    # and "-._~" only (it must fit both places unescaped).
+    token = ""
+    # Slots one client address may hold while another address is waiting:
+    # -1 all but one (at least one), 0 no cap. Alone, an address may use
+    # them all; one that holds more when another knocks gives one back (1013).
+    per_address_slots = -1
+    handshake_rate = 0  # new connections per second one address may open; 0: no limit
+    handshake_burst = 20  # ...with this many at once
+    peer_table = 8  # client addresses remembered for the rate and failed tokens
     # Bytes allocated between collections. -1: half the heap left free after
     # the tables; 0: collect only when the heap is full. Collecting before the
     # heap is full frees garbage while it is still small and low in the heap,

@@ -28,19 +28,21 @@ STATUS = {
     101: "Switching Protocols", 200: "OK", 400: "Bad Request", 401: "Unauthorized",
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     413: "Content Too Large", 414: "URI Too Long", 426: "Upgrade Required",
-    431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
     503: "Service Unavailable", 505: "HTTP Version Not Supported",
 }  # fmt: skip
 
 
 class HandshakeError(Exception):
-    """A request to refuse: an HTTP status, a reason, and any extra header lines."""
+    """A request to refuse: an HTTP status, a reason, any extra header lines,
+    and the /stats counter that counts it."""
 
-    def __init__(self, status, reason, extra=b""):
+    def __init__(self, status, reason, extra=b"", counter="refused_bad"):
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.extra = extra
+        self.counter = counter
 
 
 @micropython.native
@@ -241,8 +243,9 @@ class Request:
     def has_token(self, name, token, fold=True):
         """Is `token` an element of the comma-separated header `name`, in any of
         its lines? name and token: lowercase bytes; `fold`: compare ignoring
-        ASCII case (Upgrade, Connection), or exactly (subprotocols). Scanned
-        in place; a value that is not printable ASCII refuses the request (400)."""
+        ASCII case (Upgrade, Connection), or exactly (subprotocols), or, with
+        fold=SECRET, exactly and in constant time (a token). Scanned in
+        place; a value that is not printable ASCII refuses the request (400)."""
         buf = self.buf
         found = False
         span = self._value_span(name, self._lines)
@@ -260,7 +263,10 @@ class Request:
                 e = c
                 while e > s and _is_space(buf[e - 1]):
                     e -= 1
-                found = _same(buf, s, e, token, fold)
+                if fold == SECRET:
+                    found = secret_equal(buf, s, e, token)
+                else:
+                    found = _same(buf, s, e, token, fold)
                 a = c + 1
             span = self._value_span(name, nxt)
         return found
@@ -302,8 +308,20 @@ def check_upgrade(req):
     return binascii.b2a_base64(digest, newline=False)
 
 
-# The reason of every Origin refusal: the server counts it as refused_origin.
-ORIGIN_REFUSED = "Origin not allowed"
+SECRET = const(2)  # has_token's `fold` for a secret
+
+
+@micropython.native
+def secret_equal(buf, a, b, secret):
+    """buf[a:b] == secret, in a time that depends on the secret's length only
+    (it tells a guesser nothing about which bytes were right)."""
+    n = len(secret)
+    diff = (b - a) ^ n
+    i = 0
+    while i < n:
+        diff |= secret[i] ^ (buf[a + i] if a + i < b else 0)
+        i += 1
+    return diff == 0
 
 
 @micropython.native
@@ -316,7 +334,7 @@ def check_origin(req, rule):
     span = req._value_span(b"origin", req._lines)
     if span is None:
         if required:
-            raise HandshakeError(403, ORIGIN_REFUSED)
+            raise HandshakeError(403, "an Origin header is required", b"", "refused_origin")
         return
     if anyone:
         return
@@ -328,7 +346,7 @@ def check_origin(req, rule):
                 return
         if same and _origin_is_host(req, a, b):
             return
-    raise HandshakeError(403, ORIGIN_REFUSED)
+    raise HandshakeError(403, "Origin not allowed", b"", "refused_origin")
 
 
 @micropython.native

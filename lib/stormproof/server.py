@@ -2,7 +2,11 @@
 
     accept ──► request buffer: the pool's, else a free slot's ──► WebSocket slot
        │            │  plain HTTP: page, /stats, 404 ...           (buffers for life)
-       └ none free: 503 at once     └ every slot busy: 503 + Retry-After
+       │            ├ Origin not allowed: 403, no or wrong token: 401
+       │            └ every slot busy (or the address has its share): 503 + Retry-After,
+       │              or for a browser 101 + close 1013 "retry=<ms>"
+       ├ none free: 503 at once
+       └ the address over its rate, or failing the token: 429 at once
 
 Everything a connection can hold (buffers, parser, write lock) is allocated
 in Server.__init__ and reused; a connection only borrows it. One task per
@@ -43,6 +47,7 @@ _PING = const(4)  # silent for ping_interval: send a keepalive ping
 _KICK = const(5)  # the closing handshake overran close_timeout: close TCP now
 _REFUSALS = const(3)  # 503s with different Retry-After delays (startup.build)
 _CLOSES = const(3)  # where their 1013 close frames start in the same list
+_TOO_MANY = const(6)  # ...and the 429
 _STATS_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n"
 
 
@@ -129,6 +134,18 @@ class Server:
         bufs = [bytearray(cfg.max_message) for _ in range(cfg.max_clients)]
         (self.slots, self.pending, self._carriers, self._refusals, self._timeout_answer,
          self._nodelay, self._origins) = _startup("build")(cfg, self.log, bufs, Slot, Pending, Receiver)  # fmt: skip
+        # The token and the per-address rate: only when configured, so a
+        # server without them carries none of their code.
+        self._access = None
+        if cfg.handshake_rate or cfg.token:
+            from .access import Access
+
+            self._access = Access(cfg, self.stats)
+        # Slots one address may hold while another waits (-1: all but one).
+        share = cfg.per_address_slots
+        self._share = max(1, cfg.max_clients - 1) if share < 0 else share
+        self._contended = 0  # ticks until which addresses are held to their share; 0: none
+        self._waiter = None  # ...for the sake of this one (an address_key), refused a slot
         self._listener = None
         self._serve_task = None
         self._refusal_turn = 0
@@ -282,6 +299,11 @@ class Server:
                 sock.setsockopt(self._nodelay[0], self._nodelay[1], 1)
             except OSError:
                 pass  # messages still arrive, only later
+        now = aio.now()
+        if self._access is not None and self._access.too_many(addr, now):
+            self._answer_now(sock, self._refusals[_TOO_MANY])
+            self._close_later(sock)
+            return 1
         pend = self._free_pending()
         if pend is None:
             stats.refused_busy += 1
@@ -291,7 +313,7 @@ class Server:
             self._close_later(sock)
             return 1
         pend.sock = sock
-        pend.started = aio.now()
+        pend.started = now
         stats.handshakes_in_use += 1
         pend.addr = addr
         pend.task = asyncio.create_task(self._connection(pend))
@@ -388,8 +410,8 @@ class Server:
                     await self._serve_http(pend, req)
                 req = None
             except handshake.HandshakeError as e:
+                setattr(stats, e.counter, getattr(stats, e.counter) + 1)
                 if e.status == 503:  # every slot busy: the prebuilt answer
-                    stats.refused_full += 1
                     self._probe_silent()
                     if pend is not None and pend.answered:  # 101 and close 1013, for a browser
                         # RFC 6455 7.1.1: the server closes TCP first, once
@@ -399,10 +421,6 @@ class Server:
                     else:
                         await self._write_all(pend, self._next_refusal())
                 else:
-                    if e.reason is handshake.ORIGIN_REFUSED:
-                        stats.refused_origin += 1
-                    else:
-                        stats.refused_bad += 1
                     await self._respond(pend, e.status, e.reason, e.extra)
             except asyncio.CancelledError:
                 if pend is not None and pend.expired:
@@ -511,14 +529,25 @@ class Server:
             raise handshake.HandshakeError(404, "no WebSocket at this path")
         accept_key = handshake.check_upgrade(req)
         handshake.check_origin(req, self._origins)
+        access = self._access
+        now = aio.now()
+        given = access.check_token(req, pend.addr, now) if access is not None else 0
         handler, protocols, accept = route
         if accept is not None:
             status = accept(req)
             if status:
                 raise handshake.HandshakeError(status, "refused by the application")
         chosen = handshake.choose_subprotocol(req, protocols) if protocols else None
-        slot = self._take_slot(pend)
+        if chosen is None and given == 2:
+            # A browser that offered subprotocols must get one of them back.
+            chosen = access.protocol.decode()  # pyright: ignore[reportOptionalMemberAccess]
+        slot = self._take_slot(pend) if self._within_share(pend.addr, now) else None
         if slot is None:
+            if self._free_slot() is None:
+                counter = "refused_full"
+                self._share_out(pend.addr, now)
+            else:
+                counter = "refused_share"
             if self.config.browser_refusal and req.header_count(b"origin"):
                 # A browser: a page can read a close code, not a 503. The
                 # request is parsed, so its buffer holds the answer, which a
@@ -526,7 +555,7 @@ class Server:
                 n = handshake.write_accept(pend.buf, accept_key, None)
                 n = _put(pend.buf, n, self._next_refusal(_CLOSES))
                 self._write_now(pend, pend.buf, 0, n)
-            raise handshake.HandshakeError(503, "every slot busy")
+            raise handshake.HandshakeError(503, "every slot busy", b"", counter)
         try:
             return self._prepare(slot, pend, req, chosen, handler, accept_key)
         except BaseException as e:  # (native code has no bare re-raise)
@@ -606,6 +635,56 @@ class Server:
             slot.reserved = True
             return slot.pending
         return None
+
+    @micropython.native
+    def _held_by(self, key):
+        """WebSocket slots held by the client address `key`."""
+        n = 0
+        for slot in self.slots:
+            if slot.ws is not None and address_key(slot.ws._addr) == key:
+                n += 1
+        return n
+
+    @micropython.native
+    def _within_share(self, addr, now):
+        """May the client at `addr` take one more slot now? Always while no
+        other address waits; else only below its share."""
+        cap = self._share
+        key = address_key(addr)
+        if not cap or key == self._waiter or self._held_by(key) < cap:
+            return True
+        if self._contended and time.ticks_diff(self._contended, now) > 0:
+            return False
+        self._contended = 0
+        return True
+
+    @micropython.native
+    def _share_out(self, addr, now):
+        """A client was refused a slot. For a while, no address may take
+        more than its share; an address holding more than its share (it
+        took them while nobody else knocked) gives up its least active
+        slot, closed with 1013 and the delay, so the retry finds it free."""
+        # Long enough for a refused client to come back (Retry-After + jitter).
+        self._contended = time.ticks_add(now, (self.config.retry_after + 3) * 2000) or 1
+        key = address_key(addr)
+        self._waiter = key
+        cap = self._share
+        if not cap:
+            return
+        victim = None
+        for slot in self.slots:
+            if slot.ws is None or slot.aborted:
+                continue
+            k = address_key(slot.ws._addr)
+            if (
+                k != key
+                and self._held_by(k) > cap
+                and (victim is None or time.ticks_diff(slot.last_message, victim.last_message) < 0)
+            ):
+                victim = slot
+        if victim is not None:
+            retry = "retry=%d" % (self.config.retry_after * 1000)
+            self._abort(victim, codec.CLOSE_TRY_AGAIN, retry, "fair_share")
 
     @micropython.native
     def _take_slot(self, pend):
@@ -1036,6 +1115,26 @@ def request_expired(pend, cfg, now):
 
 
 _SCRATCH = bytearray(256)  # shared sink for discarded input; its content is never read
+
+
+@micropython.native
+def address_key(addr):
+    """A key for the client's address without allocating: the address string
+    a board's accept() gives (port dropped), or on the unix port the raw
+    sockaddr's IP folded into an int (IPv4 exactly)."""
+    if isinstance(addr, tuple):
+        return addr[0]
+    n = len(addr)
+    if n < 8:
+        return 0
+    if addr[0] == 2 or addr[1] == 2:  # AF_INET (either byte order)
+        return (addr[4] << 24) | (addr[5] << 16) | (addr[6] << 8) | addr[7]
+    k = 0
+    i = 8
+    while i < n and i < 24:  # sockaddr_in6: the address is bytes 8..23
+        k = ((k << 5) ^ (k >> 25) ^ addr[i]) & 0x3FFFFFFF
+        i += 1
+    return k
 
 
 def _put(buf, off, data):

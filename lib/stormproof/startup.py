@@ -53,6 +53,17 @@ def validate(cfg, heap_free=None):
     need(10 <= cfg.sweep_interval <= 5000, "sweep_interval must be 10..5000 ms")
     need(cfg.retry_after >= 1, "retry_after must be >= 1 s")
     origin_rule(cfg)
+    for c in cfg.token:
+        need(
+            ord(c) < 128 and (c.isalpha() or c.isdigit() or c in "-._~"),
+            "token: letters, digits and -._~ only",
+        )
+    need(cfg.per_address_slots >= -1, "per_address_slots must be -1 (auto), 0 (off) or more")
+    need(
+        cfg.handshake_rate >= 0 and cfg.handshake_burst >= 1,
+        "handshake_rate >= 0, handshake_burst >= 1",
+    )
+    need(cfg.peer_table >= 1, "peer_table must be >= 1")
     if heap_free is None:
         heap_free = _heap_free(True)
     need_bytes = cfg.slot_bytes() * cfg.max_clients + cfg.request_max * cfg.handshakes
@@ -132,7 +143,7 @@ def _release(mod):
 
 def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
     """The server's tables: (slots, pending pool, every handshake carrier,
-    the 503 answers followed by their 1013 close frames, the 408 answer,
+    the 503 answers followed by their 1013 close frames and the 429, the 408 answer,
     the TCP_NODELAY option or None, the Origin rule for check_origin).
 
     Everything that lives as long as the server is allocated here, at the
@@ -159,6 +170,11 @@ def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
     # and the delay in milliseconds, sent right behind a 101.
     for extra in range(3):
         refusals.append(_close_frame(1013, "retry=%d" % ((cfg.retry_after + extra) * 1000)))
+    refusals.append(
+        _prebuilt(
+            429, b"too many connections from this address; retry later\n", "Retry-After: 1\r\n"
+        )
+    )
     timeout = _prebuilt(408, b"the request did not arrive in time\n", "")
     gc.collect()
     per = cfg.slot_bytes()

@@ -38,6 +38,7 @@ REASONS = (
     "peer_reset",  # EOF, RST or a socket error without a close frame
     "memory",  # MemoryError on this connection
     "shutdown",  # the server stopped
+    "fair_share",  # one address held more than its share while another waited (1013)
 )
 
 
@@ -48,7 +49,8 @@ _FIELDS = (
     "max_message", "slots_total", "slots_in_use", "slots_peak", "handshakes_total",
     "handshakes_in_use", "sockets_open", "tasks", "accepted", "closed", "accept_errors",
     "ws_opened", "ws_closed", "http_served", "http_errors", "refused_full", "refused_busy",
-    "refused_bad", "refused_timeout", "refused_origin", "close_codes", "close_reasons", "pings_sent", "probes",
+    "refused_bad", "refused_timeout", "refused_origin", "refused_auth",
+    "refused_share", "refused_rate", "close_codes", "close_reasons", "pings_sent", "probes",
     "pongs_received", "pongs_missed", "msgs_in", "msgs_out", "bytes_in", "bytes_out",
     "send_drops", "memory_errors", "handler_errors",
 )  # fmt: skip
@@ -80,6 +82,9 @@ class Stats:
         self.refused_bad = 0  # 4xx: a malformed request or refused WebSocket upgrade
         self.refused_timeout = 0  # the request did not arrive within handshake_timeout
         self.refused_origin = 0  # 403: an Origin not allowed (or none, with require_origin)
+        self.refused_auth = 0  # 401: no or a wrong token; 429: an address failing too often
+        self.refused_share = 0  # an address holding its share while another waits
+        self.refused_rate = 0  # 429: an address opening connections faster than handshake_rate
         self.close_codes: dict = {"other": 0}
         for c in _CODES:
             self.close_codes[c] = 0
