@@ -6,8 +6,10 @@ one request, so the driver's round trip is paid once per batch.
 
 Corpus: tests_host/fuzz_corpus/<kind>/*.json, replayed by every run without
 Hypothesis's database. When a property fails, the shrunk case is written
-there (the last failing case Hypothesis reports is the minimal one); commit
-it with the fix.
+there (the last failing case Hypothesis reports is the minimal one), with
+what the device answered and what it should have; commit it with the fix,
+and say in its "why" what it caught. The seeds came from mutation testing:
+each one failed against a deliberately broken copy of the parser.
 """
 
 from __future__ import annotations
@@ -260,7 +262,7 @@ class Keeper:
     def save(self) -> Path | None:
         if self.last is None:
             return None
-        text = json.dumps(self.last, indent=1, sort_keys=True) + "\n"
+        text = json.dumps({**self.last, "why": "(what it caught)"}, sort_keys=True) + "\n"
         path = CORPUS / self.kind / (hashlib.sha1(text.encode()).hexdigest()[:12] + ".json")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

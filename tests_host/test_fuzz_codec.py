@@ -91,6 +91,18 @@ def test_corpus_replays(mp, case):
         assert bad is None, bad
 
 
+def test_every_server_header_length(mp):
+    """write_header for every length a server frame can have (a tx buffer is
+    16 KiB at most): the RFC's shortest length form, the FIN bit as asked,
+    and nothing written outside the header."""
+    lengths = list(range(16385))
+    got = mp({"headers": lengths})["headers"]
+    for n, (head, guards) in zip(lengths, got, strict=True):
+        b0 = (0x80 if n % 2 == 0 else 0) | 2
+        want = bytes([b0, n]) if n < 126 else bytes([b0, 126]) + n.to_bytes(2, "big")
+        assert (bytes.fromhex(head), guards) == (want, True), n
+
+
 def test_reference_agrees_with_hand_checked_cases():
     """The reference itself, on cases whose answer is known by hand, so a
     fault shared by device and model cannot pass unseen."""

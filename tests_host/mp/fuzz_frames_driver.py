@@ -3,6 +3,7 @@
 # after an error, drain_mode() until the peer's close, as _await_peer_close does).
 # stdin, one JSON object a line:
 #   {"max": 64, "cases": [{"chunks": ["hex", ...], "drain": 0|1}, ...]}
+#   {"headers": [n, ...]}   write_header() of a binary frame of n bytes (fin when n is even)
 # stdout: {"results": [{"events": [...], "guards": true}, ...]}; "exc" (an
 # exception escaped) and the events ["pos", n] (feed() stopped outside the
 # chunk) and ["input_changed"] (it wrote to the bytes it was fed) are failures.
@@ -79,6 +80,14 @@ def feed_all(p, chunks, drain, out):
 msg_raw = ctl_raw = p = None
 for line in sys.stdin:
     req = json.loads(line)
+    if "headers" in req:  # write_header for each length, at an offset, between guards
+        raw, view = guarded(20)
+        out = []
+        for n in req["headers"]:
+            h = codec.write_header(view, 3, codec.OP_BINARY, n, n % 2 == 0)
+            out.append([bytes(view[3 : 3 + h]).hex(), guards_ok(raw, 20)])
+        print(json.dumps({"headers": out}))
+        continue
     m = req["max"]
     if p is None or p.max_message != m:
         msg_raw, message = guarded(m)
