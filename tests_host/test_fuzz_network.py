@@ -29,6 +29,7 @@ WS_ROUTES = {"/ws": ("echo",), "/chat": ()}  # main.py's
 HTTP_ROUTES = {"/", "/stats"}
 CAP = 1024  # request_max
 MAX_MESSAGE = 4096
+RX_CHUNK = 256
 CODES = {1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013}  # /stats close_codes
 # Config overrides for the fuzzed server (STORMPROOF_* names): a policy that
 # refuses repeated handshakes from one address would need turning off here.
@@ -67,16 +68,37 @@ def frames_until_eof(ws: RawWS) -> tuple[list, bool]:
         return got, True
 
 
-def exchange(target: Target, request: bytes, stream: bytes, book: collections.Counter) -> None:
-    """One connection: request (and frames, once upgraded) against the reference."""
+def exchange(
+    target: Target,
+    request: bytes,
+    stream: bytes,
+    book: collections.Counter,
+    together: bool = False,
+    cuts: tuple[int, ...] = (),
+) -> None:
+    """One connection: request (and frames, once upgraded) against the reference.
+    `together`: the frames go in the same write as the request when they fit
+    in a slot's read buffer (the server keeps what came behind the head).
+    `cuts`: where the request is split into separate writes (how the server's
+    reads fall is up to TCP; the answer must not depend on it)."""
     status, counter = fuzz_ref.answer_counted(request, CAP, WS_ROUTES, HTTP_ROUTES)
     kind, v = fuzz_ref.read_outcome(request, CAP)
     # Only the head is sent (what follows it would be read as frames, as much
     # as one read happened to take), or the bytes that fill the buffer.
     sent = request[: int(v)] if kind == "head" else request[:CAP]  # type: ignore[call-overload]
+    req = fuzz_ref.Request(sent) if status == 101 else None
+    if req is not None and req.path != "/ws":
+        stream = frame(CLOSE, (1000).to_bytes(2, "big"))  # /chat broadcasts: no echo to predict
+    early = (
+        together and kind == "head" and len(stream) <= RX_CHUNK and len(sent) + len(stream) <= CAP
+    )
     ws = RawWS(target, handshake=False)
+    ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     with ws:
-        ws.send(sent)
+        data = sent + stream if early else sent
+        points = [0, *sorted(c for c in cuts if c < len(sent)), len(data)]
+        for a, b in zip(points, points[1:], strict=False):
+            ws.send(data[a:b])
         if status is None:
             ws.sock.shutdown(socket.SHUT_WR)
             ws.expect_eof()
@@ -86,16 +108,14 @@ def exchange(target: Target, request: bytes, stream: bytes, book: collections.Co
         got, headers, _ = parse_response(head)
         assert got == status, head
         book[counter] += 1
-        if status != 101:
+        if req is None:
             ws.expect_eof()
             return
-        req = fuzz_ref.Request(sent)
         assert headers["sec-websocket-accept"] == fuzz_ref.check_upgrade(req)
         chosen = fuzz_ref.choose_subprotocol(req, list(WS_ROUTES[req.path]))
         assert headers.get("sec-websocket-protocol") == chosen
-        if req.path != "/ws":
-            stream = frame(CLOSE, (1000).to_bytes(2, "big"))  # /chat broadcasts: no echo to predict
-        ws.send(stream)
+        if not early:
+            ws.send(stream)
         ws.sock.shutdown(socket.SHUT_WR)
         events = fuzz_ref.frames(stream, MAX_MESSAGE, drain=True)
         want, code = expected_frames(events)
@@ -119,10 +139,12 @@ def check_books(target: Target, book: collections.Counter) -> None:
 
 
 @st.composite
-def connection(draw) -> tuple[bytes, bytes]:
+def connection(draw) -> tuple[bytes, bytes, bool, tuple[int, ...]]:
     """Half of them a mutated request, half a good upgrade whose frames are fuzzed."""
+    together = draw(st.booleans())
+    cuts = tuple(draw(st.lists(st.integers(1, 300), max_size=3)))
     if draw(st.booleans()):
-        return draw(request_head()), draw(frame_stream())
+        return draw(request_head()), draw(frame_stream()), together, cuts
     lines = good_request(
         "/ws", base64.b64encode(draw(st.binary(min_size=16, max_size=16))).decode()
     )
@@ -138,7 +160,7 @@ def connection(draw) -> tuple[bytes, bytes]:
         + offer
         + "\r\n"
     )
-    return head.encode(), draw(frame_stream())
+    return head.encode(), draw(frame_stream()), together, cuts
 
 
 def test_server_survives_fuzzed_connections(spawn):
@@ -149,11 +171,18 @@ def test_server_survives_fuzzed_connections(spawn):
     @settings(FUZZ, max_examples=EXAMPLES * 2)
     @given(connection())
     def prop(conn):
-        request, stream = conn
+        request, stream, together, cuts = conn
         try:
-            exchange(target, request, stream, book)
+            exchange(target, request, stream, book, together, cuts)
         except BaseException:
-            keeper.failed({"request": request.hex(), "frames": stream.hex()})
+            keeper.failed(
+                {
+                    "request": request.hex(),
+                    "frames": stream.hex(),
+                    "together": together,
+                    "cuts": cuts,
+                }
+            )
             raise
 
     try:
@@ -161,7 +190,6 @@ def test_server_survives_fuzzed_connections(spawn):
     except BaseException:
         print("kept as", keeper.save())
         raise
-    print("BOOK", dict(book))
     check_books(target, book)
     echo_ok(target)
     book["ws_opened"] += 1
@@ -177,6 +205,7 @@ def test_corpus_replays(spawn):
     target = spawn(**FUZZ_SERVER)
     book: collections.Counter = collections.Counter()
     for _, case in CASES:
-        exchange(target, bytes.fromhex(case["request"]), bytes.fromhex(case["frames"]), book)
+        request, stream = bytes.fromhex(case["request"]), bytes.fromhex(case["frames"])
+        exchange(target, request, stream, book, case["together"], tuple(case["cuts"]))
     check_books(target, book)
     echo_ok(target)
