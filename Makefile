@@ -99,7 +99,7 @@ soak: $(BUILD)/.built
 # (each example a batch of inputs; the network test makes two connections per example).
 # Inputs that fail are written to tests_host/fuzz_corpus/ and replayed by every run.
 FUZZ_EXAMPLES ?= 2000
-FUZZ_TESTS := tests_host/test_fuzz_codec.py tests_host/test_fuzz_handshake.py tests_host/test_fuzz_network.py
+FUZZ_TESTS := $(wildcard tests_host/test_fuzz_*.py)
 fuzz: $(BUILD)/.built
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MICROPYTHON=$(abspath $(MICROPYTHON)) HEAP=$(HEAP) \
 	    $(BIN)/pytest $(FUZZ_TESTS) --timeout=3600 $(PYTEST_ARGS)

@@ -35,6 +35,10 @@ def utf8_ok(data: bytes) -> bool:
     return True
 
 
+# Every code around the defined ranges, and a sample of the rest.
+CLOSE_CODES_CHECKED = [*range(5101), *range(5101, 65536, 7), 65535]
+
+
 def close_code_ok(code: int) -> bool:
     # RFC 6455 7.4: 1004-1006 and 1015 are never sent; 1016-2999 unassigned;
     # 3000-4999 registered or private.

@@ -100,11 +100,17 @@ TEXTS = st.one_of(
 )
 
 
+CLOSE_CODES = st.one_of(
+    st.sampled_from([0, 999, *range(1000, 1017), 2999, 3000, 3999, 4000, 4999, 5000, 65535]),
+    st.integers(0, 65535),
+)
+
+
 @st.composite
 def client_frame(draw, op: int, fin: bool) -> bytes:
     """A client frame of opcode op; one in five gets a field bent out of the rules."""
     if op == 8 and draw(st.booleans()):
-        code = draw(st.sampled_from([1000, 1001, 1003, 1005, 1006, 1015, 3000, 4999, 5000, 999, 0]))
+        code = draw(CLOSE_CODES)
         payload = struct.pack("!H", code) + draw(TEXTS)[:20]
     elif op >= 8:
         payload = (
@@ -168,7 +174,8 @@ def frame_stream(draw) -> bytes:
         return draw(st.binary(max_size=120))
     data = b"".join(b"".join(m) for m in draw(st.lists(message_frames(), min_size=1, max_size=4)))
     if draw(st.booleans()):  # the peer's close, for drain mode to find
-        data += bytes([0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xE8 ^ 2])
+        code = draw(CLOSE_CODES).to_bytes(2, "big")
+        data += bytes([0x88, 0x82, 1, 2, 3, 4, code[0] ^ 1, code[1] ^ 2])
     if kind <= 2:
         data = draw(mutate(data))
     return data

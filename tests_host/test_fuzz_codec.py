@@ -91,6 +91,17 @@ def test_corpus_replays(mp, case):
         assert bad is None, bad
 
 
+def test_every_close_code(mp):
+    """A close frame with every code up to 5100 and every 7th above, as the
+    reference judges it (test_fuzz_reference holds that to wsproto's)."""
+    from fuzz_ref import CLOSE_CODES_CHECKED
+    from wsutil import CLOSE, close_payload, frame
+
+    cases = [{"chunks": [frame(CLOSE, close_payload(c, b"r"), key=b"\1\2\3\4")], "drain": 0}
+             for c in CLOSE_CODES_CHECKED]  # fmt: skip
+    assert run(mp, 7, cases) is None
+
+
 def test_every_server_header_length(mp):
     """write_header for every length a server frame can have (a tx buffer is
     16 KiB at most): the RFC's shortest length form, the FIN bit as asked,
