@@ -339,10 +339,12 @@ def answer(data: bytes, cap: int, ws_routes: dict, http_routes: set) -> int | No
 
 
 def answer_counted(
-    data: bytes, cap: int, ws_routes: dict, http_routes: set
+    data: bytes, cap: int, ws_routes: dict, http_routes: set, admit=None
 ) -> tuple[int | None, str]:
     """answer() and the /stats counter it moves: refused_bad (a refused
-    request or upgrade), http_errors, http_served, ws_opened, or "" for none."""
+    request or upgrade), http_errors, http_served, ws_opened, or "" for none.
+    `admit(req)`: the server's admission policy for a valid upgrade (Origin,
+    token...), raising Refused with its status, or None to admit all."""
     kind, v = read_outcome(data, cap)
     if kind == "incomplete":
         return None, ""
@@ -357,6 +359,8 @@ def answer_counted(
             if route is None:
                 return 404, "refused_bad"
             check_upgrade(req)
+            if admit is not None:
+                admit(req)
             choose_subprotocol(req, list(route))
             return 101, "ws_opened"
     except Refused as e:

@@ -31,9 +31,12 @@ CAP = 1024  # request_max
 MAX_MESSAGE = 4096
 RX_CHUNK = 256
 CODES = {1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013}  # /stats close_codes
-# Config overrides for the fuzzed server (STORMPROOF_* names): a policy that
-# refuses repeated handshakes from one address would need turning off here.
+# Config overrides for the fuzzed server (STORMPROOF_* names, lowercase): a
+# policy that refuses repeated handshakes from one address is turned off here.
 FUZZ_SERVER: dict = {}
+# The server's admission rules for a valid upgrade (fuzz_ref.answer_counted's
+# `admit`): raise fuzz_ref.Refused(status) where the server refuses one.
+ADMIT = None
 
 
 def expected_frames(events: list) -> tuple[list, int]:
@@ -81,7 +84,7 @@ def exchange(
     in a slot's read buffer (the server keeps what came behind the head).
     `cuts`: where the request is split into separate writes (how the server's
     reads fall is up to TCP; the answer must not depend on it)."""
-    status, counter = fuzz_ref.answer_counted(request, CAP, WS_ROUTES, HTTP_ROUTES)
+    status, counter = fuzz_ref.answer_counted(request, CAP, WS_ROUTES, HTTP_ROUTES, ADMIT)
     kind, v = fuzz_ref.read_outcome(request, CAP)
     # Only the head is sent (what follows it would be read as frames, as much
     # as one read happened to take), or the bytes that fill the buffer.
