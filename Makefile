@@ -18,7 +18,7 @@ HOST_PY := $(wildcard tests_host bench tools)
 LINT := $(HOST_PY) lib main.py boot.py
 
 .PHONY: all venv run test lint typecheck frames test-device soak storm clean browser bench \
-    mpy deploy flash repl monitor config stage-check
+    mpy deploy flash repl monitor config stage-check fuzz
 
 all: test
 
@@ -192,6 +192,16 @@ storm: $(STAMP)
 SOAK_DURATION ?= 600
 soak: $(BUILD)/.built
 	$(BIN)/python -m bench.soak --duration $(SOAK_DURATION) --heap $(HEAP)
+	$(MAKE) fuzz
+
+# The fuzz tests with a longer budget than make test's 100 examples per property
+# (each example a batch of inputs; the network test makes two connections per example).
+# Inputs that fail are written to tests_host/fuzz_corpus/ and replayed by every run.
+FUZZ_EXAMPLES ?= 2000
+FUZZ_TESTS := $(wildcard tests_host/test_fuzz_*.py)
+fuzz: $(BUILD)/.built
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MICROPYTHON=$(abspath $(MICROPYTHON)) HEAP=$(HEAP) \
+	    $(BIN)/pytest $(FUZZ_TESTS) --timeout=3600 $(PYTEST_ARGS)
 
 # Stormproof, microdot (from PyPI, fetched now) and a bare asyncio echo under one
 # MicroPython, 110k and 2M heaps: server CPU from /proc, allocation from mem_total,

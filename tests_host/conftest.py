@@ -250,11 +250,17 @@ def settle(target: Target, timeout: float = 15.0) -> dict:
 
 
 @contextlib.contextmanager
-def mp_driver(driver: Path):
+def mp_driver(driver: Path, heap: str | None = None):
     """A MicroPython process running `driver` on the device package (lib/),
-    asked one JSON line at a time: yields ask(request) -> reply."""
+    asked one JSON line at a time: yields ask(request) -> reply. `heap`: a
+    heap size for drivers sent long batches (the port's default is small)."""
     proc = subprocess.Popen(
-        [micropython(), str(driver), str(ROOT / "lib")],
+        [
+            micropython(),
+            *(["-X", f"heapsize={heap}"] if heap else []),
+            str(driver),
+            str(ROOT / "lib"),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

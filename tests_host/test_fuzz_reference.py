@@ -1,0 +1,91 @@
+"""The frame reference (fuzz_ref.frames) against wsproto's own parser.
+
+The device is held to fuzz_ref; this holds fuzz_ref to a second, independent
+implementation of RFC 6455, on the same generated streams, so a mistake in
+the model cannot hide a mistake in the device. Where the two may differ by
+design, the input is left out of the comparison:
+- lengths not in their shortest form: wsproto refuses them (1002); the RFC
+  asks senders to use the shortest, and the device accepts either;
+- close code 1014 (registered by IANA after RFC 6455): wsproto refuses it;
+- a message over the device's limit (1009): wsproto has no limit;
+- a frame refused on its first two bytes: wsproto reads its whole header
+  first, so it is compared with the header completed.
+Pure CPython: no MicroPython, no server.
+"""
+
+from __future__ import annotations
+
+import fuzz_ref
+from fuzzing import FUZZ, frame_stream
+from hypothesis import assume, given
+from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
+
+BIG = 1 << 24
+
+
+def shortest_lengths(data: bytes) -> bool:
+    """Is every frame header that can be followed in its shortest length form?"""
+    pos = 0
+    while pos + 2 <= len(data):
+        n = data[pos + 1] & 0x7F
+        size = {126: 4, 127: 10}.get(n, 2)
+        if pos + size > len(data):
+            return True
+        if n == 126:
+            n = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            if n <= 125:
+                return False
+        elif n == 127:
+            n = int.from_bytes(data[pos + 2 : pos + 10], "big")
+            if n <= 0xFFFF:
+                return False
+        pos += size + (4 if data[pos + 1] & 0x80 else 0) + n
+    return True
+
+
+def wsproto_events(data: bytes) -> list:
+    fp = FrameProtocol(client=False, extensions=[])
+    fp.receive_bytes(data)
+    out: list = []
+    parts: list = []
+    try:
+        for f in fp.received_frames():
+            if f.opcode == Opcode.CLOSE:
+                code, reason = f.payload
+                out.append(["close", int(code), reason.encode().hex()])
+                break
+            if f.opcode in (Opcode.PING, Opcode.PONG):
+                out.append([f.opcode.name.lower(), bytes(f.payload).hex()])
+                continue
+            parts.append(f.payload.encode() if isinstance(f.payload, str) else bytes(f.payload))
+            if f.message_finished:
+                kind = "text" if isinstance(f.payload, str) else "binary"
+                out.append([kind, b"".join(parts).hex()])
+                parts = []
+    except ParseFailed as e:
+        out.append(["error", int(e.code)])
+    return out
+
+
+@FUZZ
+@given(frame_stream())
+def test_reference_agrees_with_wsproto(data):
+    want = fuzz_ref.frames(data, BIG, False)
+    assume(shortest_lengths(data))
+    assume(not want or want[-1][:2] not in (["error", 1009], ["close", 1014]))
+    got = wsproto_events(data)
+    if want and want[-1][0] == "error" and got == want[:-1]:
+        # The device refuses a frame on its first two bytes when they decide
+        # it; wsproto reads the whole header first. With the header complete
+        # it must refuse the same way.
+        got = wsproto_events(data + bytes(14))[: len(want)]
+    assert got == want
+
+
+def test_every_close_code_agrees_with_wsproto():
+    from wsutil import CLOSE, close_payload, frame
+
+    for code in fuzz_ref.CLOSE_CODES_CHECKED:
+        if code != 1014:
+            data = frame(CLOSE, close_payload(code, b"r"), key=b"\1\2\3\4")
+            assert wsproto_events(data) == fuzz_ref.frames(data, BIG, False), code
