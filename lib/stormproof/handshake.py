@@ -113,17 +113,31 @@ def _same(buf, a, b, word, fold):
 
 
 class Request:
-    """One parsed request; `buf` must stay untouched while it is used."""
+    """One parsed request; `buf` must stay untouched while it is used.
+
+    The server keeps one per request buffer and parses each new request
+    into it (parse()), so a request allocates only its method, path and
+    query strings. A handler gets it for the length of its call."""
 
     @micropython.native
-    def __init__(self, buf, end):
+    def __init__(self, buf, end=-1):
         self.buf = buf
-        self.end = end
+        self.end = 0
         self.method = ""
         self.path = ""
         self.query = ""
         self.http10 = False
         self._lines = 0  # start of the first header line
+        if end >= 0:
+            self.parse(end)
+
+    @micropython.native
+    def parse(self, end):
+        """Read the request whose head ends at `end` in buf."""
+        self.end = end
+        self.method = self.path = self.query = ""
+        self.http10 = False
+        self._lines = 0
         self._parse()
 
     @micropython.native  # its locals pass the 11 words of a C-stack frame: no heap frame per request

@@ -65,7 +65,11 @@ class Slot:
         self.tx_mv = memoryview(self.tx)
         self.wlock = asyncio.Lock()
         self.reserved = False  # its Pending is reading a request in its buffer
-        self.pending = Pending(self.message, self) if cfg.max_message >= cfg.request_max else None
+        self.pending = (
+            Pending(self.message, cfg.request_max, self)
+            if cfg.max_message >= cfg.request_max
+            else None
+        )
         self.clear()
 
     @micropython.native
@@ -99,9 +103,13 @@ class Pending:
     """
 
     @micropython.native
-    def __init__(self, buf, slot=None):
+    def __init__(self, buf, cap, slot=None):
         self.buf = buf
         self.slot = slot  # the slot whose buffer this borrows, if any
+        # Made once, used by every request read here: the view reads go into
+        # (at most request_max bytes, whichever buffer it is) and the Request.
+        self.view = memoryview(buf)[:cap]
+        self.req = handshake.Request(buf)
         self.clear()
 
     @micropython.native
@@ -590,13 +598,13 @@ class Server:
         buf = pend.buf
         sock = pend.sock
         n = 0
-        # One limit whichever buffer holds the request (a slot's is bigger).
-        cap = min(len(buf), self.config.request_max)
+        mv = pend.view
+        cap = len(mv)  # one limit whichever buffer holds the request (a slot's is bigger)
         pend.rx_extra = 0
-        mv = memoryview(buf)[:cap]
         while True:
             try:
-                r = sock.readinto(mv[n:])
+                # (Nearly every request arrives in its first read: no slice for it.)
+                r = sock.readinto(mv[n:] if n else mv)
             except OSError:
                 return None
             if r is None:
@@ -609,7 +617,8 @@ class Server:
             end = handshake.find_end(buf, n)
             if end >= 0:
                 pend.rx_extra = n - end
-                return handshake.Request(buf, end)
+                pend.req.parse(end)
+                return pend.req
             if n >= cap:
                 # 414 while the request line itself has not ended, else 431.
                 nl = buf.find(b"\n", handshake.skip_empty_lines(buf, n), n)

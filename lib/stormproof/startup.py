@@ -155,7 +155,9 @@ def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
     gc.collect()
     before = gc.mem_free()
     slots = [slot_class(i, cfg, bufs[i]) for i in range(cfg.max_clients)]
-    pending = [pending_class(bytearray(cfg.request_max)) for _ in range(cfg.handshakes)]
+    pending = [
+        pending_class(bytearray(cfg.request_max), cfg.request_max) for _ in range(cfg.handshakes)
+    ]
     # Every handshake carrier, the pool's and the slots' own.
     carriers = pending + [s.pending for s in slots if s.pending is not None]
     # 503s with Retry-After jitter, so refused clients do not all come back
