@@ -91,6 +91,14 @@ class Slot:
         self.abort_code = 0
         self.abort_reason = ""
         self.abort_why = ""
+        # The connection's close path (its WebSocket reads and sets these
+        # while it owns the slot; kept here so the handle stays small).
+        self.close_sent = False
+        self.peer_closed = False
+        self.broken = False  # the socket failed; write nothing more
+        self.why = "server_close"  # the close_reasons entry it will count
+        self.handler = None  # the route's handler, until it runs
+        self.n101 = 0  # the 101's length, prepared in tx
         self.parser.reset()
 
 
@@ -480,10 +488,10 @@ class Server:
         # A coroutine of its own, made only for WebSockets: _connection's
         # frame stays small (the block it needs must be found at every accept).
         slot = ws._slot
-        handler = ws._handler
-        ws._handler = None
+        handler = slot.handler
+        slot.handler = None
         try:
-            await ws._write(ws._slot.tx, 0, ws._n101)  # the 101, prepared in the tx buffer
+            await ws._write(slot.tx, 0, slot.n101)  # the 101, prepared in the tx buffer
             await handler(ws)
             code, reason, why = codec.CLOSE_NORMAL, "", "server_close"
         except ConnectionClosed:
@@ -587,8 +595,8 @@ class Server:
                 raise handshake.HandshakeError(400, "frames sent before the handshake was answered")
             slot.rx[0:extra] = pend.buf[req.end : req.end + extra]
             slot.rx_end = extra
-        ws._handler = handler
-        ws._n101 = n
+        slot.handler = handler
+        slot.n101 = n
         return ws
 
     @micropython.native

@@ -60,12 +60,9 @@ class WebSocket:
         self.close_reason = ""
         self.sock = sock
         self._state = _OPEN
-        self._close_sent = False
-        self._peer_closed = False
-        self._broken = False  # the socket failed; write nothing more
-        self._why = "server_close"
-        self._handler = None  # set by the server with the 101's length, until it runs
-        self._n101 = 0
+        # The close path's flags live in the slot (Slot.clear resets them):
+        # every attribute here is one more entry in a table rebuilt as it
+        # grows, at every connection.
 
     @property
     def remote(self):
@@ -160,16 +157,16 @@ class WebSocket:
                 self._slot.ping_sent = 0
                 self._server.stats.pongs_received += 1
         elif ev == codec.EV_CLOSE:
-            self._peer_closed = True
+            self._slot.peer_closed = True
             if self._state != _OPEN:
                 self._finish()  # the answer to our own close frame
             elif self._close_nowait(parser.close_code, ""):
                 # Echoed at once, as nearly always: RFC 6455 7.1.1 has
                 # the server close TCP first, so nothing is left to wait for.
-                self._why = "peer_close"
+                self._slot.why = "peer_close"
                 self._finish()
             else:
-                self._close_sent = False  # not out yet: the waiting path sends it
+                self._slot.close_sent = False  # not out yet: the waiting path sends it
                 self._state = _OPEN
                 return self.shutdown(parser.close_code, "", "peer_close")
         else:
@@ -218,7 +215,7 @@ class WebSocket:
     @micropython.native
     def _send(self, op, data, n):
         slot = self._slot
-        if slot is None or self._close_sent or self._state != _OPEN:
+        if slot is None or self._slot.close_sent or self._state != _OPEN:
             raise ConnectionClosed(self.close_code or codec.CLOSE_ABNORMAL, self.close_reason)
         if op >= codec.OP_CLOSE and n > 125:
             raise ValueError("control frame payload over 125 bytes")
@@ -287,7 +284,7 @@ class WebSocket:
             # write(buf, off, len): no memoryview slice per write
             n = self.sock.write(buf, off, end - off)
         except OSError:
-            self._broken = True
+            self._slot.broken = True
             self._slot.tx_since = 0
             raise ConnectionClosed(codec.CLOSE_ABNORMAL, "send failed")
         if n:
@@ -363,7 +360,7 @@ class WebSocket:
         if self._slot.task is asyncio.current_task():
             await self.shutdown(code, reason, "server_close")
         else:
-            self._why = "server_close"
+            self._slot.why = "server_close"
             await self._send_close(code, reason)
 
     @micropython.native  # per connection: no heap frame
@@ -372,7 +369,7 @@ class WebSocket:
         socket takes it right now: the bytes written, 0 if none (write lock
         busy, socket full). Never waits and never allocates: it runs on a
         full heap too."""
-        self._close_sent = True
+        self._slot.close_sent = True
         self._state = _CLOSING
         self.close_code = code
         self.close_reason = reason
@@ -390,16 +387,16 @@ class WebSocket:
             self._server.stats.bytes_out += n
         except OSError:
             n = 0
-            self._broken = True
+            self._slot.broken = True
         slot.wlock.release()
         return n
 
     @micropython.native
     async def _send_close(self, code, reason):
         slot = self._slot
-        if self._close_sent or slot is None:
+        if slot is None or slot.close_sent:
             return
-        self._close_sent = True
+        self._slot.close_sent = True
         self._state = _CLOSING
         if not slot.closing_since:
             slot.closing_since = aio.now()
@@ -439,29 +436,31 @@ class WebSocket:
             return
         slot = self._slot
         server = self._server
-        if self._broken and why == "server_close":
+        if self._slot.broken and why == "server_close":
             why = "peer_reset"  # a write failed: the peer reset or vanished
         if why:
-            self._why = why
+            self._slot.why = why
         if not slot.closing_since:
             slot.closing_since = aio.now()
         try:
             # 1006 means the peer vanished: there is nobody to send a close to.
-            vanished = code == codec.CLOSE_ABNORMAL or self._broken
+            vanished = code == codec.CLOSE_ABNORMAL or self._slot.broken
             # A peer that stopped reading, or answering pings, will not read our
             # close frame nor answer it: offer it once, then hang up.
             deaf = slot.abort_deaf
-            if self._close_sent:
+            if self._slot.close_sent:
                 pass
             elif vanished:
-                self._close_sent = True
+                self._slot.close_sent = True
                 self.close_code = codec.CLOSE_ABNORMAL
                 self.close_reason = reason
             elif deaf:
                 self._close_nowait(code, reason)
             else:
                 await self._send_close(code, reason)
-            if not (self._peer_closed or vanished or deaf or self._broken or slot.close_kicked):
+            if not (
+                self._slot.peer_closed or vanished or deaf or self._slot.broken or slot.close_kicked
+            ):
                 await self._await_peer_close()
         except asyncio.CancelledError:
             pass  # close deadline passed: close TCP now
@@ -471,7 +470,7 @@ class WebSocket:
             # No room for the handshake's wait: our close frame, if not yet
             # out, goes without its reason and without waiting.
             server.stats.memory_errors += 1
-            if not self._close_sent:
+            if not self._slot.close_sent:
                 self._close_nowait(code, "")
         finally:
             self._finish()
@@ -483,10 +482,10 @@ class WebSocket:
         (code only) goes out if the socket takes it at once."""
         if self._state == _CLOSED:
             return
-        self._why = why
-        if not self._close_sent:
-            if code == codec.CLOSE_ABNORMAL or self._broken:
-                self._close_sent = True
+        self._slot.why = why
+        if not self._slot.close_sent:
+            if code == codec.CLOSE_ABNORMAL or self._slot.broken:
+                self._slot.close_sent = True
                 self.close_code = codec.CLOSE_ABNORMAL
             else:
                 self._close_nowait(code, "")
@@ -503,11 +502,11 @@ class WebSocket:
             writer.cancel()
         self._discard_input()
         server._close_socket(self)
-        server.stats.count_close(self.close_code, self._why)
+        server.stats.count_close(self.close_code, self._slot.why)
         log = server.log
         if log.level >= 3:  # DEBUG; checked here so no argument tuple is built for nothing
             r = self.remote
-            log.debug("closed %s:%d %d %s", r[0], r[1], self.close_code, self._why)
+            log.debug("closed %s:%d %d %s", r[0], r[1], self.close_code, self._slot.why)
 
     @micropython.native
     async def _await_peer_close(self):
@@ -519,7 +518,7 @@ class WebSocket:
                 ev = parser.feed(slot.rx, slot.rx_pos, slot.rx_end)
                 slot.rx_pos = parser.pos
                 if ev == codec.EV_CLOSE:
-                    self._peer_closed = True
+                    self._slot.peer_closed = True
                     return
                 if ev == codec.EV_ERROR:
                     return
