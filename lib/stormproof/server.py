@@ -65,6 +65,7 @@ class Slot:
         self.tx_mv = memoryview(self.tx)
         self.wlock = asyncio.Lock()
         self.reserved = False  # its Pending is reading a request in its buffer
+        self.server = None  # set by the WebSocket that owns it (a Server has no Slot of its own)
         self.pending = (
             Pending(self.message, cfg.request_max, self)
             if cfg.max_message >= cfg.request_max
@@ -93,6 +94,8 @@ class Slot:
         self.abort_why = ""
         # The connection's close path (its WebSocket reads and sets these
         # while it owns the slot; kept here so the handle stays small).
+        self.sock = None  # the connection's socket, until its close path closes it
+        self.is_text = False  # the last message's kind
         self.close_sent = False
         self.peer_closed = False
         self.broken = False  # the socket failed; write nothing more

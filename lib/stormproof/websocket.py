@@ -49,25 +49,36 @@ class ConnectionClosed(Exception):
 class WebSocket:
     @micropython.native
     def __init__(self, server, slot, sock, addr, path, query, subprotocol):
-        self._server = server
+        # Only what a closed handle must still answer lives here; the socket,
+        # the server and the close path's flags live in the slot (Slot.clear
+        # resets them), which this handle owns until it is closed. Every
+        # attribute here is one more entry in a table rebuilt as it grows,
+        # at every connection.
+        slot.server = server
+        slot.sock = sock
+        slot.is_text = False
         self._slot = slot
         self._addr = addr  # as accept() gave it: decoded only when asked
         self.path = path
         self.query = query
         self.subprotocol = subprotocol
-        self.is_text = False  # kind of the message receive_view() returned last
         self.close_code = 0  # set once closed: the code we sent or echoed
         self.close_reason = ""
-        self.sock = sock
         self._state = _OPEN
-        # The close path's flags live in the slot (Slot.clear resets them):
-        # every attribute here is one more entry in a table rebuilt as it
-        # grows, at every connection.
+
+    @property
+    def is_text(self):
+        """Is the message receive_view() returned last text (else binary)?"""
+        return self._state != _CLOSED and self._slot.is_text
+
+    @property
+    def sock(self):
+        return self._slot.sock if self._state != _CLOSED else None
 
     @property
     def remote(self):
         """(ip, port) of the client."""
-        return self._server.remote_of(self._addr)
+        return self._slot.server.remote_of(self._addr)
 
     @property
     def open(self):
@@ -129,7 +140,7 @@ class WebSocket:
         slot = self._slot
         if slot is None or self._state == _CLOSED:
             raise ConnectionClosed(self.close_code or codec.CLOSE_ABNORMAL, self.close_reason)
-        stats = self._server.stats
+        stats = self._slot.server.stats
         stats.probe_next = True
         n = 0
         for item in range(ITEMS):
@@ -155,7 +166,7 @@ class WebSocket:
         elif ev == codec.EV_PONG:
             if self._slot.ping_sent:
                 self._slot.ping_sent = 0
-                self._server.stats.pongs_received += 1
+                self._slot.server.stats.pongs_received += 1
         elif ev == codec.EV_CLOSE:
             self._slot.peer_closed = True
             if self._state != _OPEN:
@@ -180,7 +191,7 @@ class WebSocket:
         coroutine: one frame less per connection and per read.)"""
         slot = self._slot
         try:
-            n = self.sock.readinto(slot.rx)
+            n = slot.sock.readinto(slot.rx)
         except OSError:
             return -1
         if n:
@@ -247,7 +258,7 @@ class WebSocket:
             raise e
         slot.wlock.release()
         if op < codec.OP_CLOSE:
-            self._server.stats.msgs_out += 1
+            self._slot.server.stats.msgs_out += 1
         return aio.DONE
 
     @micropython.native
@@ -268,7 +279,7 @@ class WebSocket:
             await self._write(slot.tx, off, end)
             await self._write(data, sent, n)
             if op < codec.OP_CLOSE:
-                self._server.stats.msgs_out += 1
+                self._slot.server.stats.msgs_out += 1
         except asyncio.CancelledError as e:
             if self._state != _OPEN:  # the close path took the write away
                 raise ConnectionClosed(self.close_code, self.close_reason)
@@ -282,13 +293,13 @@ class WebSocket:
         """Write buf[off:end] as far as the socket takes it now; the new offset."""
         try:
             # write(buf, off, len): no memoryview slice per write
-            n = self.sock.write(buf, off, end - off)
+            n = self._slot.sock.write(buf, off, end - off)
         except OSError:
             self._slot.broken = True
             self._slot.tx_since = 0
             raise ConnectionClosed(codec.CLOSE_ABNORMAL, "send failed")
         if n:
-            self._server.stats.bytes_out += n
+            self._slot.server.stats.bytes_out += n
             return off + n
         return off
 
@@ -303,7 +314,7 @@ class WebSocket:
                 break
             if not slot.tx_since:
                 slot.tx_since = aio.now()  # 0 means "not waiting"
-            await wait_writable(self.sock)
+            await wait_writable(self._slot.sock)
         slot.tx_since = 0
 
     @micropython.native  # per connection: no heap frame
@@ -323,11 +334,11 @@ class WebSocket:
         if n:
             tx[h : h + n] = memoryview(data)[:n]
         try:
-            done = self.sock.write(tx[: h + n]) or 0
+            done = self._slot.sock.write(tx[: h + n]) or 0
         except OSError:
             slot.wlock.release()
             return False
-        self._server.stats.bytes_out += done
+        self._slot.server.stats.bytes_out += done
         if done == h + n:
             slot.wlock.release()
         else:
@@ -383,8 +394,8 @@ class WebSocket:
             tx[h] = code >> 8
             tx[h + 1] = code & 0xFF
         try:
-            n = self.sock.write(tx, 0, h + n) or 0
-            self._server.stats.bytes_out += n
+            n = self._slot.sock.write(tx, 0, h + n) or 0
+            self._slot.server.stats.bytes_out += n
         except OSError:
             n = 0
             self._slot.broken = True
@@ -435,7 +446,7 @@ class WebSocket:
         if self._state == _CLOSED:
             return
         slot = self._slot
-        server = self._server
+        server = self._slot.server
         if self._slot.broken and why == "server_close":
             why = "peer_reset"  # a write failed: the peer reset or vanished
         if why:
@@ -495,13 +506,13 @@ class WebSocket:
     def _finish(self):
         # The end of both close paths: nothing here allocates or waits.
         slot = self._slot
-        server = self._server
+        server = self._slot.server
         self._state = _CLOSED
         writer = slot.writer
         if writer is not None and writer is not asyncio.current_task():
             writer.cancel()
         self._discard_input()
-        server._close_socket(self)
+        server._close_socket(slot)
         server.stats.count_close(self.close_code, self._slot.why)
         log = server.log
         if log.level >= 3:  # DEBUG; checked here so no argument tuple is built for nothing
@@ -525,13 +536,13 @@ class WebSocket:
                 continue
             n = self._fill()
             if n is None:
-                await wait_readable(self.sock)
+                await wait_readable(self._slot.sock)
             elif n <= 0:
                 return
 
     @micropython.native  # per connection: no heap frame
     def _discard_input(self):
-        sock = self.sock
+        sock = self._slot.sock
         if sock is None:
             return
         rx = self._slot.rx
@@ -600,7 +611,7 @@ class Receiver:
                 continue
             n = ws._fill()  # pyright: ignore[reportOptionalMemberAccess]
             if n is None:
-                aio.arm_read(ws.sock)  # pyright: ignore[reportOptionalMemberAccess]
+                aio.arm_read(slot.sock)  # pyright: ignore[reportOptionalMemberAccess]
                 return None
             if n <= 0:
                 self.sub = ws.shutdown(codec.CLOSE_ABNORMAL, "connection lost", "peer_reset")  # pyright: ignore[reportOptionalMemberAccess]
@@ -609,11 +620,11 @@ class Receiver:
     @micropython.native
     def _message(self, ws, slot, ev):
         n = slot.parser.msg_len
-        stats = ws._server.stats
+        stats = ws._slot.server.stats
         stats.msgs_in += 1
         stats.bytes_in += n
         slot.last_message = aio.now()
-        ws.is_text = ev == codec.EV_TEXT
+        slot.is_text = ev == codec.EV_TEXT
         if self.view_len >= 0:
             set_view_len(self._view, n, self.view_len)
             raise self._done
