@@ -64,10 +64,10 @@ def test_an_idle_server_allocates_nothing(quiet, open_websockets):
 PER_ECHO_MAX = 16
 # A full cycle (connect, upgrade, one echo, closing handshake) still builds the
 # request's strings, the WebSocket handle, the SHA-1 of the key, the task and
-# coroutines, and the socket layer's objects: measured 2.8 KB on the 64-bit
+# coroutines, and the socket layer's objects: measured 2.3 KB on the 64-bit
 # unix port (4.2 KB before the request buffers kept their Request and view
 # and the handle's state moved into the slot).
-PER_CYCLE_MAX = 3500
+PER_CYCLE_MAX = 3000
 
 
 @pytest.mark.parametrize("size", [16, 1000, 4000])

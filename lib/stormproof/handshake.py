@@ -14,6 +14,7 @@ import micropython
 from micropython import const
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_ACCEPT_INPUT = bytearray(24) + _GUID  # Sec-WebSocket-Key, then the GUID: what the accept hashes
 _MAX_HEADERS = const(40)
 _MAX_REQUEST_LINE = const(1024)
 _LF = const(10)
@@ -318,7 +319,15 @@ def check_upgrade(req):
     if not key_valid(buf, span[0], span[1]):
         raise HandshakeError(400, "Sec-WebSocket-Key is not 16 bytes in base64")
     req.has_token(b"sec-websocket-protocol", b",", False)  # checks it now, before a slot is taken
-    digest = hashlib.sha1(bytes(buf[span[0] : span[1]]) + _GUID).digest()
+    # The key (24 bytes: key_valid) is copied next to the GUID in a buffer
+    # made once, not joined to it in new bytes objects at every handshake.
+    key = _ACCEPT_INPUT
+    a = span[0]
+    i = 0
+    while i < 24:
+        key[i] = buf[a + i]
+        i += 1
+    digest = hashlib.sha1(key).digest()
     return binascii.b2a_base64(digest, newline=False)
 
 

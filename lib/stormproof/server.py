@@ -494,7 +494,12 @@ class Server:
         handler = slot.handler
         slot.handler = None
         try:
-            await ws._write(slot.tx, 0, slot.n101)  # the 101, prepared in the tx buffer
+            # The 101, prepared in the tx buffer: a fresh socket takes it at
+            # once, so the waiting write (a coroutine) is rarely needed.
+            n = slot.n101
+            off = ws._try_write(slot.tx, 0, n)
+            if off < n:
+                await ws._write(slot.tx, off, n)
             await handler(ws)
             code, reason, why = codec.CLOSE_NORMAL, "", "server_close"
         except ConnectionClosed:
@@ -516,7 +521,8 @@ class Server:
             code, reason, why = codec.CLOSE_INTERNAL_ERROR, "internal error", "handler_error"
         if slot.aborted and why == "server_close":
             code, reason, why = slot.abort_code, slot.abort_reason, slot.abort_why
-        await ws.shutdown(code, reason, why)
+        if not ws.closed:  # (already closed, as after the peer's close: no coroutine for it)
+            await ws.shutdown(code, reason, why)
 
     @micropython.native
     def _log_failure(self, where, e):

@@ -84,6 +84,11 @@ class WebSocket:
     def open(self):
         return self._state == _OPEN
 
+    @property
+    def closed(self):
+        """The connection has ended (its socket is closed, its slot given back)."""
+        return self._state == _CLOSED
+
     def __repr__(self):
         r = self.remote
         return "<WebSocket %s:%d %s>" % (r[0], r[1], self.path)
