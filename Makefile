@@ -43,10 +43,13 @@ $(BUILD)/.built: $(STAMP) $(DEVICE_SRC) $(WWW)
 	gzip -9nk $(BUILD)/www/*.html $(BUILD)/www/*.js
 	touch $@
 
+# PROFILE=test: the settings of a board deployed with that profile (its
+# /config included), e.g. for make test-device against it.
 run: $(BUILD)/.built
 	@echo "Stormproof on the unix port, heap $(HEAP): http://$(HOST):$(PORT)/  ws://$(HOST):$(PORT)/ws  http://$(HOST):$(PORT)/stats"
-	cd $(BUILD) && STORMPROOF_HOST=$(HOST) STORMPROOF_PORT=$(PORT) \
-	    exec $(abspath $(MICROPYTHON)) -X heapsize=$(HEAP) main.py
+	cd $(BUILD) && exec env $(if $(PROFILE),$$($(abspath $(BIN))/python ../../tools/settings.py env --profile $(PROFILE))) \
+	    STORMPROOF_HOST=$(HOST) STORMPROOF_PORT=$(PORT) \
+	    $(abspath $(MICROPYTHON)) -X heapsize=$(HEAP) main.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT)

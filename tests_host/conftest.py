@@ -5,6 +5,12 @@ By default each test session starts `main.py` from build/unix under
 `--device ws://192.168.4.1/ws` (or STORMPROOF_DEVICE) every test talks to
 that already-running server instead and nothing is spawned; tests that need
 their own server configuration are skipped there with the reason.
+
+The robustness tests (timeouts, keepalive, refusal) run against `robust`: a
+server with the test profile's short timeouts (tools/test_profile.json),
+spawned here once per session, or the device itself when it was deployed
+with `make deploy PROFILE=test`. They read its settings (`robust.config`,
+from /config) instead of assuming them, so the same test runs both ways.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from wsutil import Target, get, get_stats  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "unix"
+TEST_PROFILE: dict = json.loads((ROOT / "tools" / "test_profile.json").read_text())
 
 
 def pytest_addoption(parser):
@@ -173,6 +180,56 @@ def device_config(device_url) -> dict:
     u = urlparse(device_url)
     status, _, body = get(Target(u.hostname or "", u.port or 80, "/ws", local=False), "/config")
     return json.loads(body) if status == 200 else {}
+
+
+def profile_problems(cfg: dict) -> list[str]:
+    """Why a configuration cannot serve the robustness tests together: each
+    reclaiming rule must be the one that fires in its own test."""
+    problems = [
+        f"{k}={cfg.get(k)!r}, the test profile has {v!r}"
+        for k, v in TEST_PROFILE.items()
+        if cfg.get(k) != v
+    ]
+    if not problems:
+        sweep = cfg["sweep_interval"]
+        # A silent peer is closed by keepalive (ping, then pong deadline)
+        # before the idle timeout; a peer that answers pings sees two of them
+        # before idle closes it (test_keepalive_keeps_a_responsive_peer).
+        if cfg["idle_timeout"] <= 2 * (cfg["ping_interval"] + sweep) + cfg["pong_timeout"]:
+            problems.append("idle_timeout must exceed two keepalive rounds and a pong deadline")
+        if not cfg["probe_silence"] or not cfg["ping_interval"]:
+            problems.append("probing and keepalive must be on")
+    return problems
+
+
+@pytest.fixture(scope="session")
+def robust(device_url, device_config):
+    """The target of the robustness tests: a server with the test profile,
+    with its active settings in `.config`. Locally one is spawned for the
+    session; a device serves when it runs the test profile, else each of
+    these tests is skipped, saying how to deploy it."""
+    if device_url:
+        problems = profile_problems(device_config)
+        if problems:
+            pytest.skip(
+                "the device does not run the test profile (make deploy PROFILE=test): "
+                + "; ".join(problems)
+            )
+        u = urlparse(device_url)
+        yield Target(u.hostname or "", u.port or 80, u.path or "/ws", False, config=device_config)
+        return
+    env = {"STORMPROOF_" + k.upper(): str(v) for k, v in TEST_PROFILE.items()}
+    proc = ServerProcess({**env, "STORMPROOF_PROFILE": "test"})
+    status, _, body = get(proc.target, "/config")
+    assert status == 200, body
+    proc.target.config = json.loads(body)
+    assert not profile_problems(proc.target.config), profile_problems(proc.target.config)
+    yield proc.target
+    alive = proc.alive()
+    proc.stop()
+    if os.environ.get("STORMPROOF_SERVER_LOG"):
+        Path(os.environ["STORMPROOF_SERVER_LOG"] + ".robust").write_text("\n".join(proc.lines))
+    assert alive, "the test-profile server died during the session:\n" + proc.output()
 
 
 @pytest.fixture

@@ -20,7 +20,10 @@ from wsutil import (
     BINARY,
     CLOSE,
     IO_TIMEOUT,
+    PING,
+    PONG,
     TEXT,
+    Holder,
     RawWS,
     Refused,
     close_payload,
@@ -151,9 +154,18 @@ def test_abrupt_fin_mid_message(quiet):
     settle(quiet)
 
 
-@pytest.mark.local_only
-def test_slowloris_and_silent_sockets_are_reclaimed(spawn):
-    t = spawn(handshake_timeout=800, handshakes=2, max_clients=2)
+def grew(before: dict, st: dict, *path: str) -> int:
+    """How much a /stats counter grew since `before` (a board's counters
+    carry every earlier test's traffic)."""
+    a, b = before, st
+    for k in path:
+        a, b = a[k], b[k]
+    return b - a
+
+
+def test_slowloris_and_silent_sockets_are_reclaimed(robust):
+    t = robust
+    before = get_stats(t)
     silent = connect(t)
     slow = connect(t)
     slow.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # ...and never the rest
@@ -164,21 +176,22 @@ def test_slowloris_and_silent_sockets_are_reclaimed(spawn):
         else:  # never a byte (a preconnect): closed without a word
             assert s.recv(100) == b""
         s.close()
-    st = wait_for(lambda st: st["refused_timeout"] >= 2, t)
-    assert st["refused_timeout"] == 2
+    st = wait_for(lambda st: grew(before, st, "refused_timeout") >= 2, t)
+    assert grew(before, st, "refused_timeout") == 2
     settle(t)
     echo_ok(t)
 
 
-@pytest.mark.local_only
-def test_half_open_peer_is_reclaimed_by_keepalive(spawn):
+def test_half_open_peer_is_reclaimed_by_keepalive(robust):
     """A peer that vanished without FIN neither reads nor answers pings."""
-    t = spawn(ping_interval=300, pong_timeout=600)
+    t = robust
+    before = get_stats(t)
     ws = RawWS(t)
-    # Go silent: never read, never answer. The server pings, waits, gives up.
-    st = wait_for(lambda st: st["close_reasons"]["keepalive"] >= 1, t)
-    assert st["close_reasons"]["keepalive"] == 1
-    assert st["pongs_missed"] == 1 and st["pings_sent"] >= 1
+    # Go silent: never read, never answer. The server pings, waits, gives up
+    # (before idle_timeout could: the profile orders them so).
+    st = wait_for(lambda st: grew(before, st, "close_reasons", "keepalive") >= 1, t)
+    assert grew(before, st, "close_reasons", "keepalive") == 1
+    assert grew(before, st, "pongs_missed") == 1 and grew(before, st, "pings_sent") >= 1
     op, _, payload = ws.recv_frame()
     assert op == 9  # the ping it never answered
     assert ws.expect_close()[0] == 1011
@@ -187,40 +200,55 @@ def test_half_open_peer_is_reclaimed_by_keepalive(spawn):
     echo_ok(t)
 
 
-@pytest.mark.local_only
-def test_keepalive_keeps_a_responsive_peer(spawn):
-    t = spawn(ping_interval=200, pong_timeout=2000)
+def test_keepalive_keeps_a_responsive_peer(robust):
+    t = robust
+    before = get_stats(t)
 
     async def go():
         async with websockets.connect(t.ws_url, ping_interval=None) as ws:
-            # websockets answers pings by itself; wait until several were sent.
+            # websockets answers pings by itself; wait until two were answered
+            # (two rounds fit in idle_timeout: conftest.profile_problems).
             deadline = time.monotonic() + IO_TIMEOUT
-            while get_stats(t)["pongs_received"] < 3 and time.monotonic() < deadline:
+            while grew(before, get_stats(t), "pongs_received") < 2 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             await ws.send("alive")
             assert await ws.recv() == "alive"
 
     asyncio.run(go())
     st = settle(t)
-    assert st["pongs_received"] >= 3 and st["pongs_missed"] == 0
+    assert grew(before, st, "pongs_received") >= 2 and grew(before, st, "pongs_missed") == 0
 
 
-@pytest.mark.local_only
-def test_idle_timeout(spawn):
-    t = spawn(idle_timeout=500, ping_interval=0)
+def test_idle_timeout(robust):
+    """A peer that answers every ping but sends no message: pongs keep a
+    connection alive, not busy; idle_timeout closes it (1001)."""
+    t = robust
+    assert t.config["idle_timeout"] > 0
+    before = get_stats(t)
     ws = RawWS(t)
-    assert ws.expect_close()[0] == 1001
+    pongs = 0
+    while True:
+        op, _, data = ws.recv_frame()
+        if op == PING:
+            ws.send(frame(PONG, data))
+            pongs += 1
+        else:
+            assert op == CLOSE, op
+            break
+    assert struct.unpack("!H", data[:2])[0] == 1001
     ws.send(frame(CLOSE, close_payload(1001)))
     ws.expect_eof()
     st = settle(t)
-    assert st["close_reasons"]["idle"] == 1
+    assert grew(before, st, "close_reasons", "idle") == 1
+    assert grew(before, st, "close_reasons", "keepalive") == 0
+    assert pongs >= 1  # the keepalive ran meanwhile, and was answered
 
 
-@pytest.mark.local_only
-def test_never_reading_client_is_closed_and_others_unaffected(spawn):
+def test_never_reading_client_is_closed_and_others_unaffected(robust):
     """A client that floods messages but never reads the echoes: the server's
     sends stall, the send deadline closes it (1008), and nobody else waits."""
-    t = spawn(send_timeout=700)
+    t = robust
+    before = get_stats(t)
     s = reluctant_reader(t)
     msg = frame(BINARY, b"f" * 4000)
     sent = 0
@@ -235,34 +263,42 @@ def test_never_reading_client_is_closed_and_others_unaffected(spawn):
         sent += len(msg)
         if sent % (400 * 1024) < len(msg):
             echo_ok(t)  # others are served meanwhile
-            if get_stats(t)["close_reasons"]["send_timeout"]:
+            if grew(before, get_stats(t), "close_reasons", "send_timeout"):
                 closed = True
                 break
     assert closed, "server never gave up on a client that does not read"
     s.close()
-    st = wait_for(lambda st: st["close_reasons"]["send_timeout"] >= 1, t)
-    assert st["close_reasons"]["send_timeout"] == 1
+    st = wait_for(lambda st: grew(before, st, "close_reasons", "send_timeout") >= 1, t)
+    assert grew(before, st, "close_reasons", "send_timeout") == 1
     settle(t)
     echo_ok(t)
 
 
-@pytest.mark.local_only
-def test_refused_at_accept_when_nothing_can_read_a_request(spawn):
+def test_refused_at_accept_when_nothing_can_read_a_request(robust):
     """The handshake pool and every free slot are busy reading requests that
     never come: a newcomer is answered 503 at accept, with no buffer spent."""
-    t = spawn(handshakes=1, max_clients=1, handshake_timeout=4000)
-    hogs = [connect(t), connect(t)]  # the pool's place and the one slot's
-    wait_for_busy = time.monotonic() + IO_TIMEOUT
-    while time.monotonic() < wait_for_busy:
-        status, headers, _ = http(t, upgrade_request(t))
+    t = robust
+    before = get_stats(t)
+    # The pool's places and every slot's buffer (requests are read in free
+    # slots' buffers too).
+    buffers = t.config["handshakes"] + t.config["max_clients"]
+    for _attempt in range(5):
+        # The hogs are accepted before the newcomer (one listen queue) and
+        # stay busy until handshake_timeout: a newcomer answered by then
+        # finds nothing to read its request with. A server slower than that
+        # has let them go, and gets a fresh set.
+        hogs = [connect(t) for _ in range(buffers)]
+        try:
+            status, headers, _ = http(t, upgrade_request(t))
+        finally:
+            for h in hogs:
+                h.close()
         if status == 503:
             break
     assert status == 503
     assert int(headers["retry-after"]) >= 1
-    for h in hogs:
-        h.close()
     st = get_stats_retry(t)
-    assert st["refused_busy"] >= 1
+    assert grew(before, st, "refused_busy") >= 1
     settle(t)
     echo_ok(t)
 
@@ -332,6 +368,7 @@ TOLERANCE = 2560
 
 @pytest.mark.local_only
 def test_logging_is_rate_limited_during_a_storm(spawn):
+    # (Needs the server's console, and debug logging: local only.)
     """With debug logging every close is a log line; a storm must not become
     a flood on the serial console. Lines beyond the limit are counted."""
     t = spawn(log_level=3)
@@ -352,13 +389,14 @@ def test_logging_is_rate_limited_during_a_storm(spawn):
     assert st["log_suppressed"] > 0
 
 
-@pytest.mark.local_only
-def test_backoff_clients_honour_retry_after_and_get_in(spawn):
+def test_backoff_clients_honour_retry_after_and_get_in(robust):
     """Clients refused while the device is full come back after Retry-After
     (with their own jitter) and are all served once slots free up."""
-    t = spawn(retry_after=1)
-    total = get_stats(t)["slots_total"]
-    holders = [RawWS(t) for _ in range(total)]
+    t = robust
+    retry_after = t.config["retry_after"]
+    before = get_stats(t)
+    total = before["slots_total"]
+    holders = [Holder(t) for _ in range(total)]
     refusals = 0
     waits = []
 
@@ -389,16 +427,17 @@ def test_backoff_clients_honour_retry_after_and_get_in(spawn):
     assert all(asyncio.run(main()))
     st = settle(t)
     assert refusals >= 3
-    assert st["refused_full"] + st["refused_busy"] == refusals
-    assert all(1 <= w <= 3 for w in waits), waits
+    assert grew(before, st, "refused_full") + grew(before, st, "refused_busy") == refusals
+    # retry_after plus 0-2 s of jitter
+    assert all(retry_after <= w <= retry_after + 2 for w in waits), waits
 
 
-@pytest.mark.local_only
-def test_mixed_hostile_storm(spawn):
+def test_mixed_hostile_storm(robust):
     """Workers hammer the server with a bounded mix of everything that has
     frozen boards before; afterwards it must be healthy, with its books
     balanced and no MemoryError."""
-    t = spawn(handshake_timeout=600, close_timeout=600, ping_interval=400, pong_timeout=400)
+    t = robust
+    before = get_stats(t)
     rounds = 40
 
     def bad_frame():
@@ -468,8 +507,9 @@ def test_mixed_hostile_storm(spawn):
     assert not any(th.is_alive() for th in threads), "a worker hung"
     assert not errors, errors
     st = settle(t)
-    assert st["memory_errors"] == 0
-    assert st["close_codes"]["1002"] >= 1 and st["close_codes"]["1007"] >= 1
+    assert grew(before, st, "memory_errors") == 0
+    assert grew(before, st, "close_codes", "1002") >= 1
+    assert grew(before, st, "close_codes", "1007") >= 1
     echo_ok(t)
 
 
@@ -549,14 +589,15 @@ def test_reset_while_the_server_is_sending_counts_as_peer_reset(quiet):
     settle(quiet)
 
 
-@pytest.mark.local_only
-def test_no_exception_escapes_a_reconnect_storm_with_stats_pollers(spawn):
+def test_no_exception_escapes_a_reconnect_storm_with_stats_pollers(robust):
     """24 clients reconnecting with no delay (upgrade, 0-3 messages, clean
     close or RST) and 4 /stats pollers for 20 s: every /stats answer is
-    whole JSON or a 503, nothing but counted warnings reach the log, and the
-    books balance afterwards."""
-    t = spawn()
+    whole JSON or a 503, nothing but counted warnings reach the log (where
+    the log can be read: a spawned server's), and the books balance afterwards."""
+    t = robust
     proc = t.process
+    log_from = len(proc.lines) if proc else 0
+    before = get_stats(t)
     duration = 20.0
     end = time.monotonic() + duration
     errors: list = []
@@ -578,7 +619,7 @@ def test_no_exception_escapes_a_reconnect_storm_with_stats_pollers(spawn):
             try:
                 for m in range(i % 4):
                     ws.send(frame(TEXT, b"m%d" % m))
-                    got = ws.recv_message()
+                    got = ws.recv_data()  # (probed, maybe, while the server was full)
                     if got[0] == CLOSE:  # out of memory: "try again later"
                         assert got[1][:2] == struct.pack("!H", 1013), got
                         tried_again.append(k)
@@ -649,8 +690,10 @@ def test_no_exception_escapes_a_reconnect_storm_with_stats_pollers(spawn):
     assert not any(th.is_alive() for th in threads)
     assert not errors, errors[:10]
     assert answers["json"] + answers["503"] > 0, answers
-    settle(t)
-    bad = [ln for ln in proc.lines if ln.startswith(("[E]", "Traceback", "Task exception")) or "Error" in ln
+    st = settle(t)
+    assert grew(before, st, "memory_errors") == 0 and grew(before, st, "handler_errors") == 0
+    lines = proc.lines[log_from:] if proc else []
+    bad = [ln for ln in lines if ln.startswith(("[E]", "Traceback", "Task exception")) or "Error" in ln
            and not ln.startswith("[W]")]  # fmt: skip
     assert not bad, bad[:10]
     echo_ok(t)
@@ -658,6 +701,8 @@ def test_no_exception_escapes_a_reconnect_storm_with_stats_pollers(spawn):
 
 @pytest.mark.local_only
 def test_dead_peer_is_probed_out_when_a_client_is_refused(spawn):
+    # (Keepalive is put out of the way so the probe alone can reclaim the
+    # dead slot: a configuration of its own, local only.)
     """Every slot is taken, one of them by a peer that went dead. A refused
     newcomer makes the server ping the silent slots with a short deadline:
     the dead one gives its slot back within seconds (no keepalive would for

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ class Target:
     ws_path: str = "/ws"
     local: bool = True
     process: Any = field(default=None, repr=False)
+    # The server's active settings (its /config), where a test needs them.
+    config: dict = field(default_factory=dict, repr=False)
 
     @property
     def ws_url(self) -> str:
@@ -241,6 +244,15 @@ class RawWS:
             data += more
         return op, data
 
+    def recv_data(self) -> tuple[int, bytes]:
+        """Next message that is not a ping, answering pings on the way, as any
+        client must (a server with keepalive pings a client that only reads)."""
+        while True:
+            op, data = self.recv_message()
+            if op != PING:
+                return op, data
+            self.send(frame(PONG, data))
+
     def expect_close(self) -> tuple[int | None, bytes]:
         """Read until the server's close frame; return (code, reason)."""
         while True:
@@ -272,6 +284,40 @@ class RawWS:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Holder(RawWS):
+    """A WebSocket that holds its slot and sends nothing, but answers pings,
+    as a live browser tab does: a server that probes silent slots (or sends
+    keepalive pings) keeps it. Its frames are read in a thread of its own."""
+
+    def __init__(self, target: Target, **kw):
+        super().__init__(target, **kw)
+        self.sock.settimeout(None)
+        self.closed_with: tuple[int | None, bytes] | None = None
+        self._reader = threading.Thread(target=self._answer, daemon=True)
+        self._reader.start()
+
+    def _answer(self):
+        try:
+            while True:
+                op, _, data = self.recv_frame()
+                if op == PING:
+                    self.send(frame(PONG, data))
+                elif op == CLOSE:
+                    self.closed_with = (
+                        struct.unpack("!H", data[:2])[0] if data else None,
+                        data[2:],
+                    )
+                    return
+        except (OSError, EOFError):
+            return  # closed under it (close()) or by the server
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self._reader.join(IO_TIMEOUT)
+        super().close()
 
 
 def echo_ok(target) -> None:

@@ -2,6 +2,7 @@
 
     python tools/settings.py make --ssid home --key secret [--hostname h] [--ap-key k] --out settings.json
     python tools/settings.py stage [--profile test] [--source settings.json] --out build/esp32/settings.json
+    python tools/settings.py env --profile test   (STORMPROOF_* variables: make run PROFILE=test)
 
 `make` keeps the fields of an existing file it does not set. `stage` copies
 the file into a staging tree, with a profile's server settings on top; with
@@ -70,7 +71,17 @@ def main(argv=None) -> None:
     st.add_argument("--profile", default="")
     st.add_argument("--source", type=Path, default=ROOT / "settings.json")
     st.add_argument("--out", type=Path, required=True)
+    env = sub.add_parser("env")
+    env.add_argument("--profile", required=True)
     args = ap.parse_args(argv)
+    if args.cmd == "env":
+        # The unix port takes its overrides from the environment: a server
+        # that runs as a board deployed with this profile does.
+        if args.profile not in PROFILES:
+            sys.exit(f"PROFILE={args.profile}: unknown (known: {', '.join(PROFILES)})")
+        values = dict(PROFILES[args.profile], profile=args.profile)
+        print(" ".join(f"STORMPROOF_{k.upper()}={v}" for k, v in values.items()))
+        return
     mod = device_settings()
 
     if args.cmd == "make":
