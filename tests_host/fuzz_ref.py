@@ -239,6 +239,7 @@ class Request:
         if not all(_visible(p, False) for p in parts):
             raise Refused(400)
         method, target, version = parts
+        self.target = target
         if not version.startswith(b"HTTP/1."):
             raise Refused(505)
         self.http10 = version != b"HTTP/1.1"
@@ -373,3 +374,124 @@ def answer_counted(
     if req.method not in ("GET", "HEAD"):
         return 405, "http_errors"
     return 200, "http_served"
+
+
+# ---- who may connect: Origin, token, the table of addresses ----------------
+# From the README's Security section: what each setting lets in.
+
+
+def check_origin(req: Request, allowed_origins: str, require_origin: bool) -> None:
+    """Refused(403) unless the Origin is let in. allowed_origins: the setting
+    (comma-separated "same", "*", or scheme://host[:port], any case, a
+    trailing "/" ignored). No Origin: not a browser, in unless required.
+    "*": any Origin. Else exactly one Origin, equal (ASCII case-insensitively)
+    to a listed one, or with "same", naming the host the request was sent to:
+    what follows its "://" is the Host header's value."""
+    # Case folds ASCII only (bytes.lower), in the setting too: an origin's
+    # host is ASCII (punycode), and MicroPython's str.lower() folds no more.
+    listed = [o.strip().encode().lower().rstrip(b"/") for o in allowed_origins.split(",")]
+    origins = req.values(b"origin")
+    if not origins:
+        if require_origin:
+            raise Refused(403, "refused_origin")
+        return
+    if b"*" in listed:
+        return
+    if len(origins) == 1:
+        origin = origins[0].lower()
+        if any(o == origin for o in listed if b"://" in o):
+            return
+        hosts = req.values(b"host")
+        _, sep, named = origin.partition(b"://")
+        if b"same" in listed and sep and hosts and named == hosts[0].lower():
+            return
+    raise Refused(403, "refused_origin")
+
+
+def token_given(req: Request, secret: bytes) -> int:
+    """Where the secret was presented: 1 as a `token=<secret>` parameter of
+    the query (what follows the target's first "?", RFC 3986 3.4, split at
+    "&", compared exactly), else 2 as the subprotocol "token.<secret>", else 0.
+    (Request.query differs only for a "?" in an absolute form's authority.)"""
+    query = req.target.partition(b"?")[2]
+    if any(p == b"token=" + secret for p in query.split(b"&")):
+        return 1
+    if req.has_token(b"sec-websocket-protocol", b"token." + secret, False):
+        return 2
+    return 0
+
+
+FREE_FAILS = 3  # failed tokens in a row before an address waits
+FORGET = 60000  # ms after its last failure (or wait) that a row's failures stop counting
+PENALTY_MAX = 60000
+
+
+class _Row:
+    def __init__(self, key, now: int, cap: int):
+        self.key = key
+        self.tokens = cap  # thousandths of a connection, as of `stamp`
+        self.stamp = now
+        self.fails = 0
+        self.quiet_from = now  # when its last failure, or the wait after it, ended
+
+
+class PeersModel:
+    """The table of client addresses as the README describes it: a token
+    bucket per address (`burst` connections, refilled at `rate` a second; no
+    limit at rate 0) and its failed tokens (after FREE_FAILS in a row it
+    waits 1 s, doubling per failure up to 60 s). A newcomer takes a row whose
+    address has nothing left to remember (bucket full, no failure in the
+    last FORGET ms), the first such in table order; with none, every newcomer
+    shares the overflow row (index `size`). Time is a plain, unbounded int."""
+
+    def __init__(self, size: int, burst: int, rate: int):
+        self.cap = burst * 1000
+        self.rate = rate
+        self.rows: list[_Row | None] = [None] * size
+        self.overflow = _Row(None, 0, self.cap)
+
+    def _tokens(self, row: _Row, now: int) -> int:
+        return min(self.cap, row.tokens + (now - row.stamp) * self.rate)
+
+    def _forgettable(self, row: _Row, now: int) -> bool:
+        recent = row.fails and now - row.quiet_from < FORGET
+        return not recent and self._tokens(row, now) >= self.cap
+
+    def find(self, key, now: int) -> int:
+        for i, row in enumerate(self.rows):
+            if row is not None and row.key == key:
+                return i
+        for i, row in enumerate(self.rows):
+            if row is None or self._forgettable(row, now):
+                self.rows[i] = _Row(key, now, self.cap)
+                return i
+        return len(self.rows)
+
+    def row(self, i: int) -> _Row:
+        return self.overflow if i == len(self.rows) else self.rows[i]  # type: ignore[return-value]
+
+    def knock(self, key, now: int) -> tuple[int, str]:
+        """A new connection (Access.too_many): "auth" while waiting after
+        failed tokens, "rate" over the rate, else "ok" (one taken)."""
+        i = self.find(key, now)
+        row = self.row(i)
+        if row.fails >= FREE_FAILS and now < row.quiet_from:
+            return i, "auth"
+        if self.rate:
+            tokens = self._tokens(row, now)
+            if tokens < 1000:
+                return i, "rate"
+            row.tokens, row.stamp = tokens - 1000, now
+        return i, "ok"
+
+    def token(self, key, ok: bool, now: int) -> int:
+        """The token checked at an upgrade (Access.check_token)."""
+        i = self.find(key, now)
+        row = self.row(i)
+        if ok:
+            row.fails = 0
+            return i
+        row.fails += 1
+        wait = 0 if row.fails < FREE_FAILS else min(1000 << (row.fails - FREE_FAILS), PENALTY_MAX)
+        row.quiet_from = now + wait
+        return i

@@ -247,6 +247,70 @@ def request_head(draw) -> bytes:
     return data
 
 
+# ---- who may connect: Origin, Host, token -------------------------------------
+
+SECRETS = ["s3cret-Token_1", "x.y~Z"]  # a token's characters: letters, digits, -._~
+HOSTS = ["127.0.0.1:8080", "127.0.0.1", "App.Example:8000", "h:8443", "stormproof.local", "h", ""]
+
+
+def _cases(draw, s: str) -> str:
+    return draw(st.sampled_from([s, s, s.upper(), s.lower(), s.swapcase()]))
+
+
+@st.composite
+def _origin(draw, host: str) -> str:
+    """The Host's own origin bent a little, another site's, or no origin at all."""
+    if draw(st.integers(0, 3)) == 0:
+        return draw(st.sampled_from(["null", "http://app.example:8000", "http://ÄÖ.example",
+                                     "http://äö.example", "https://h:8443", "http://evil.example",
+                                     "http://app.example:8000, http://app.example:8000", ""]))  # fmt: skip
+    scheme = draw(st.sampled_from(["http", "https", "HTTP", "ws", "", "a://b"]))
+    sep = draw(st.sampled_from(["://"] * 5 + [":/", ":", "//"]))
+    named = _cases(draw, draw(st.sampled_from([host, host, *HOSTS])))
+    tail = draw(st.sampled_from([""] * 5 + ["/", ":8080", ".", " x"]))
+    return scheme + sep + named + tail
+
+
+@st.composite
+def _query(draw, secret: str) -> str:
+    near = [secret, secret, secret[:-1], secret + "x", secret.swapcase(), "", secret + "="]
+    params = draw(st.lists(st.one_of(
+        st.sampled_from(near).map(lambda t: "token=" + t),
+        st.sampled_from(["x=1", "", "TOKEN=" + secret, "token", "token.=" + secret,
+                         "token=" + secret + "#f", "token%3D" + secret, "y=token=" + secret]),
+    ), max_size=3))  # fmt: skip
+    return "?" + "&".join(params) if params or draw(st.booleans()) else ""
+
+
+@st.composite
+def access_head(draw) -> bytes:
+    """An upgrade whose Origin, Host, token and subprotocols vary: case,
+    duplicates, near misses, and the odd bytes a mutation adds."""
+    secret = draw(st.sampled_from(SECRETS))
+    target = draw(st.sampled_from(["/ws", "/ws", "http://h/ws", "/"])) + draw(_query(secret))
+    if draw(st.integers(0, 9)) == 0:  # a "?" in an absolute form's authority
+        target = "http://h?token=" + secret + "&/ws"
+    lines = good_request(target)
+    host = draw(st.sampled_from(HOSTS))
+    lines[1][1] = host
+    if draw(st.integers(0, 5)) == 0:
+        lines.append(["Host", draw(st.sampled_from(HOSTS))])
+    for _ in range(draw(st.sampled_from([0, 1, 1, 1, 2]))):
+        lines.append([_cases(draw, "Origin"), draw(_origin(host))])
+    for _ in range(draw(st.sampled_from([0, 1, 1, 2]))):
+        offers = draw(st.lists(st.sampled_from(
+            ["token." + secret, "token." + secret.swapcase(), "token." + secret[:-1], "token.",
+             "Token." + secret, "token. " + secret, "chat", "echo", "", " echo\t"]), max_size=3))  # fmt: skip
+        lines.append([_cases(draw, "Sec-WebSocket-Protocol"), ",".join(offers)])
+    head, fields = lines[0], draw(st.permutations(lines[1:]))
+    eol = draw(st.sampled_from(["\r\n"] * 6 + ["\n"]))
+    text = " ".join(head) + eol + "".join(f"{k}: {v}{eol}" for k, v in fields) + eol
+    data = text.encode()
+    if draw(st.integers(0, 3)) == 0:
+        data = draw(mutate(data, 3))
+    return data
+
+
 # ---- corpus ------------------------------------------------------------------
 
 

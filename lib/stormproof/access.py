@@ -25,13 +25,13 @@ from .server import address_key
 
 _FREE_FAILS = const(3)  # failed token attempts before an address has to wait
 _PENALTY_MAX = const(60000)  # the longest wait, in ms: it doubles per failure
-_FORGET = const(60000)  # failures are forgotten this long after the wait ended
+_FORGET = const(60000)  # failures are forgotten this long after the wait ended (or the last one)
 
 # Columns of a row.
 _TOKENS = const(0)  # thousandths of a connection
 _STAMP = const(1)  # ticks of the last refill
 _FAILS = const(2)  # failed token attempts in a row
-_UNTIL = const(3)  # ticks until which it waits after failures
+_UNTIL = const(3)  # ticks until which it waits after failures (or of the last failure)
 _COLS = const(4)
 
 
@@ -117,7 +117,11 @@ class Peers:
     def _forgettable(self, i, now):
         r = self.rows
         b = i * _COLS
-        if r[b + _FAILS] and time.ticks_diff(now, r[b + _UNTIL]) < _FORGET:
+        # Recent failures: within _FORGET after the wait (or the last
+        # failure), or during the wait, which is never more than _PENALTY_MAX
+        # ahead (further off, the failure was half the ticks period ago,
+        # 6.2 days on a board, and ticks_diff wrapped).
+        if r[b + _FAILS] and -_PENALTY_MAX <= time.ticks_diff(now, r[b + _UNTIL]) < _FORGET:
             return False
         self._refill(b, now)
         return r[b + _TOKENS] >= self.cap
@@ -150,7 +154,10 @@ class Peers:
         """Has row i failed the token too often to be heard now?"""
         b = i * _COLS
         r = self.rows
-        return r[b + _FAILS] >= _FREE_FAILS and time.ticks_diff(r[b + _UNTIL], now) > 0
+        # No wait is longer than _PENALTY_MAX: a longer one is a wait that
+        # ended half the ticks period ago (6.2 days on a board), wrapped.
+        wait = time.ticks_diff(r[b + _UNTIL], now)
+        return r[b + _FAILS] >= _FREE_FAILS and 0 < wait <= _PENALTY_MAX
 
     def failed(self, i, now):
         """A wrong or missing token from row i: after a few, each failure
@@ -159,8 +166,9 @@ class Peers:
         r = self.rows
         r[b + _FAILS] += 1
         n = r[b + _FAILS] - _FREE_FAILS
-        if n >= 0:
-            r[b + _UNTIL] = time.ticks_add(now, min(1000 << min(n, 6), _PENALTY_MAX))
+        # _UNTIL: when the failures stop being recent is counted from (the
+        # end of the wait, or this failure when there is none yet).
+        r[b + _UNTIL] = time.ticks_add(now, min(1000 << min(n, 6), _PENALTY_MAX)) if n >= 0 else now
 
     def passed(self, i):
         self.rows[i * _COLS + _FAILS] = 0

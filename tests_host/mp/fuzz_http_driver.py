@@ -9,14 +9,18 @@
 #   or the request's method/path/query/http10/extra, each header's value
 #   (hex of its UTF-8, or a status), count and token match, is_upgrade,
 #   check_upgrade's accept key and choose_subprotocol's pick (or statuses);
-#   "exc": any other exception; "kept": false if the parser wrote to the buffer.
+#   "exc": any other exception; "kept": false if the parser wrote to the buffer;
+#   with "origins": [[allowed_origins, require_origin], ...] and "secrets":
+#   ["...", ...] in the request, also check_origin's verdict for each rule
+#   (built by startup.origin_rule), access.token_given's answer for each
+#   secret, and has_token(name, b"echo", SECRET) for each name.
 # The buffer beyond what was read holds an old request, as a slot's reused
 # buffer does: a parser that read past `n` or `end` would find it.
 import json
 import sys
 
 sys.path.insert(0, sys.argv[1])
-from stormproof import handshake  # noqa: E402
+from stormproof import access, handshake, startup  # noqa: E402
 
 STALE = b"GET /old HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n\r\n"
 
@@ -52,7 +56,21 @@ def header_hex(req, name):
     return None if v is None else v.encode().hex()
 
 
-def one(buf, cap, chunks, names, protocols):
+class Setting:
+    def __init__(self, allowed, required):
+        self.allowed_origins = allowed
+        self.require_origin = required
+
+
+def origin(req, rule):
+    try:
+        handshake.check_origin(req, rule)
+    except handshake.HandshakeError as e:
+        return {"status": e.status, "counter": e.counter}
+    return None
+
+
+def one(buf, cap, chunks, names, protocols, rules, secrets):
     for i in range(len(buf)):
         buf[i] = STALE[i % len(STALE)]
     try:
@@ -77,6 +95,9 @@ def one(buf, cap, chunks, names, protocols):
         "accept": call(handshake.check_upgrade, req),
         "protocol": call(handshake.choose_subprotocol, req, protocols),
     }  # fmt: skip
+    res["origins"] = [origin(req, r) for r in rules]
+    res["given"] = [call(access.token_given, req, s, b"token." + s) for s in secrets]
+    res["secret"] = [call(req.has_token, k.encode(), b"echo", handshake.SECRET) for k in names]
     if isinstance(res["accept"], bytes):
         res["accept"] = res["accept"].decode()
     res["kept"] = bytes(buf) == before
@@ -87,10 +108,20 @@ for line in sys.stdin:
     q = json.loads(line)
     cap = q["cap"]
     buf = bytearray(cap + 64)  # a slot's buffer is longer than request_max
+    rules = [startup.origin_rule(Setting(a, r)) for a, r in q.get("origins", ())]
+    secrets = [s.encode() for s in q.get("secrets", ())]
     out = []
     for case in q["cases"]:
         try:
-            r = one(buf, cap, [bytes.fromhex(c) for c in case], q["names"], q["protocols"])
+            r = one(
+                buf,
+                cap,
+                [bytes.fromhex(c) for c in case],
+                q["names"],
+                q["protocols"],
+                rules,
+                secrets,
+            )
         except Exception as e:  # noqa: BLE001 (reported, and fails the test)
             r = {"exc": repr(e)}
         out.append(r)
