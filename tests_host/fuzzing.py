@@ -22,7 +22,7 @@ import random
 import struct
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
@@ -338,6 +338,27 @@ class Keeper:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         return path
+
+
+def fuzz_and_keep(kind: str, strategies: tuple, check) -> None:
+    """Run the property `check(*examples) -> None or the failing case` on
+    Hypothesis examples of `strategies`; the minimal failing case is kept in
+    the corpus (`kind`) and replayed by every run from then on."""
+    keeper = Keeper(kind)
+
+    @FUZZ
+    @given(st.tuples(*strategies))
+    def prop(examples):
+        bad = check(*examples)
+        if bad:
+            keeper.failed(bad)
+        assert bad is None, bad
+
+    try:
+        prop()
+    except BaseException:
+        print("kept as", keeper.save())
+        raise
 
 
 def chunks_of(data: bytes, seed: int) -> list[list[bytes]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import fuzz_ref
 import pytest
 from conftest import mp_driver
-from fuzzing import FUZZ, Keeper, batch, corpus
+from fuzzing import FUZZ, batch, corpus, fuzz_and_keep
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -87,21 +87,7 @@ def check(mp, seqs: list[dict]) -> dict | None:
 
 
 def test_peer_table_matches_the_model(mp):
-    keeper = Keeper("peers")
-
-    @FUZZ
-    @given(batch(sequence()))
-    def prop(seqs):
-        bad = check(mp, seqs)
-        if bad:
-            keeper.failed(bad)
-        assert bad is None, bad
-
-    try:
-        prop()
-    except BaseException:
-        print("kept as", keeper.save())
-        raise
+    fuzz_and_keep("peers", (batch(sequence()),), lambda seqs: check(mp, seqs))
 
 
 CASES = corpus("peers")

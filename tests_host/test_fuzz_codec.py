@@ -15,8 +15,7 @@ from pathlib import Path
 import fuzz_ref
 import pytest
 from conftest import mp_driver
-from fuzzing import FUZZ, Keeper, batch, chunks_of, corpus, frame_stream, split
-from hypothesis import given
+from fuzzing import batch, chunks_of, corpus, frame_stream, fuzz_and_keep, split
 from hypothesis import strategies as st
 
 DRIVER = Path(__file__).parent / "mp" / "fuzz_frames_driver.py"
@@ -61,21 +60,11 @@ def fed(draw) -> list[dict]:
 
 
 def test_codec_matches_the_reference_on_any_input(mp):
-    keeper = Keeper("frames")
-
-    @FUZZ
-    @given(st.sampled_from(MAXES), batch(fed()))
-    def prop(max_message, inputs):
-        bad = run(mp, max_message, [case for cases in inputs for case in cases])
-        if bad:
-            keeper.failed(bad)
-        assert bad is None, bad
-
-    try:
-        prop()
-    except BaseException:
-        print("kept as", keeper.save())
-        raise
+    fuzz_and_keep(
+        "frames",
+        (st.sampled_from(MAXES), batch(fed())),
+        lambda max_message, inputs: run(mp, max_message, [c for cases in inputs for c in cases]),
+    )
 
 
 CASES = corpus("frames")

@@ -20,17 +20,15 @@ import fuzz_ref
 import pytest
 from conftest import mp_driver
 from fuzzing import (
-    FUZZ,
     SECRETS,
-    Keeper,
     access_head,
     batch,
     chunks_of,
     corpus,
+    fuzz_and_keep,
     request_head,
     split,
 )
-from hypothesis import given
 from hypothesis import strategies as st
 
 DRIVER = Path(__file__).parent / "mp" / "fuzz_http_driver.py"
@@ -123,21 +121,11 @@ def fed(draw) -> list[list[bytes]]:
 
 
 def test_parser_matches_the_reference_on_any_input(mp):
-    keeper = Keeper("http")
-
-    @FUZZ
-    @given(st.sampled_from(CAPS), batch(fed()))
-    def prop(cap, inputs):
-        bad = run(mp, cap, [chunks for pats in inputs for chunks in pats])
-        if bad:
-            keeper.failed(bad)
-        assert bad is None, bad
-
-    try:
-        prop()
-    except BaseException:
-        print("kept as", keeper.save())
-        raise
+    fuzz_and_keep(
+        "http",
+        (st.sampled_from(CAPS), batch(fed())),
+        lambda cap, inputs: run(mp, cap, [chunks for pats in inputs for chunks in pats]),
+    )
 
 
 CASES = corpus("http")
