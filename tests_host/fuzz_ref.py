@@ -386,7 +386,7 @@ def check_origin(req: Request, allowed_origins: str, require_origin: bool) -> No
     trailing "/" ignored). No Origin: not a browser, in unless required.
     "*": any Origin. Else exactly one Origin, equal (ASCII case-insensitively)
     to a listed one, or with "same", naming the host the request was sent to:
-    what follows its "://" is the Host header's value."""
+    an http or https origin whose host[:port] is the Host header's value."""
     # Case folds ASCII only (bytes.lower), in the setting too: an origin's
     # host is ASCII (punycode), and MicroPython's str.lower() folds no more.
     listed = [o.strip().encode().lower().rstrip(b"/") for o in allowed_origins.split(",")]
@@ -402,8 +402,9 @@ def check_origin(req: Request, allowed_origins: str, require_origin: bool) -> No
         if any(o == origin for o in listed if b"://" in o):
             return
         hosts = req.values(b"host")
-        _, sep, named = origin.partition(b"://")
-        if b"same" in listed and sep and hosts and named == hosts[0].lower():
+        scheme, sep, named = origin.partition(b"://")
+        page = sep and scheme in (b"http", b"https")
+        if b"same" in listed and page and hosts and named == hosts[0].lower():
             return
     raise Refused(403, "refused_origin")
 

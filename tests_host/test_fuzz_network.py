@@ -39,15 +39,14 @@ FUZZ_SERVER: dict = {}
 def ADMIT(req) -> None:  # noqa: N802 (the hook's name)
     """The server's admission rules for a valid upgrade (fuzz_ref.answer_counted's
     `admit`), here the default Origin rule (allowed_origins="same"): no Origin
-    (not a browser) is let in; one Origin whose host[:port] after "://" is
-    the Host header's value, ASCII case folded, is let in; anything else 403."""
+    (not a browser) is let in; one http or https Origin whose host[:port]
+    is the Host header's value, ASCII case folded, is let in; else 403."""
     origins = req.values(b"origin")
     if not origins:
         return
     if len(origins) == 1:
-        o = origins[0]
-        i = o.find(b"://")
-        if i >= 0 and o[i + 3 :].lower() == req.values(b"host")[0].lower():
+        scheme, sep, named = origins[0].lower().partition(b"://")
+        if sep and scheme in (b"http", b"https") and named == req.values(b"host")[0].lower():
             return
     raise fuzz_ref.Refused(403, "refused_origin")
 

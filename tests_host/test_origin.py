@@ -48,6 +48,9 @@ def test_the_devices_own_page_and_non_browsers_get_in(quiet):
     host = f"{quiet.host}:{quiet.port}"
     assert knock(quiet, f"http://{host}") == 101
     assert knock(quiet, f"HTTP://{host.upper()}") == 101  # scheme and host are case-insensitive
+    assert knock(quiet, f"https://{host}") == 101
+    assert knock(quiet, f"ws://{host}") == 403  # a page's origin is http or https
+    assert knock(quiet, f"://{host}") == 403
     assert knock(quiet, None) == 101
     # Same host whatever name the client used for the device.
     assert knock(quiet, "http://stormproof.local", host="stormproof.local") == 101

@@ -375,8 +375,11 @@ def check_origin(req, rule):
 @micropython.native
 def _origin_is_host(req, a, b):
     # Origin is scheme "://" host [":" port]; the Host header is host [":" port].
+    # A page's scheme is http or https (a browser sets the header itself).
     buf = req.buf
     s = buf.find(b"://", a, b)
+    if not (_same(buf, a, s, b"http", True) or _same(buf, a, s, b"https", True)):
+        return False
     host = req._value_span(b"host", req._lines)
     if s < 0 or host is None:
         return False
