@@ -65,7 +65,7 @@ class Slot:
         self.tx_mv = memoryview(self.tx)
         self.wlock = asyncio.Lock()
         self.reserved = False  # its Pending is reading a request in its buffer
-        self.server = None  # set by the WebSocket that owns it (a Server has no Slot of its own)
+        self.server = None  # the Server whose table it is (set once the table is built)
         self.pending = (
             Pending(self.message, cfg.request_max, self)
             if cfg.max_message >= cfg.request_max
@@ -153,6 +153,8 @@ class Server:
         bufs = [bytearray(cfg.max_message) for _ in range(cfg.max_clients)]
         (self.slots, self.pending, self._carriers, self._refusals, self._timeout_answer,
          self._nodelay, self._origins) = _startup("build")(cfg, self.log, bufs, Slot, Pending, Receiver)  # fmt: skip
+        for slot in self.slots:
+            slot.server = self
         # The token and the per-address rate: only when configured, so a
         # server without them carries none of their code.
         self._access = None
@@ -589,7 +591,7 @@ class Server:
 
     @micropython.native  # per connection: no heap frame
     def _prepare(self, slot, pend, req, chosen, handler, accept_key):
-        ws = WebSocket(self, slot, pend.sock, pend.addr, req.path, req.query, chosen)
+        ws = WebSocket(slot, pend.sock, pend.addr, req.path, req.query, chosen)
         slot.ws = ws
         slot.last_rx = slot.last_message = aio.now()
         # A view: an oversized answer raises instead of growing the buffer.

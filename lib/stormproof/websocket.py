@@ -48,13 +48,12 @@ class ConnectionClosed(Exception):
 
 class WebSocket:
     @micropython.native
-    def __init__(self, server, slot, sock, addr, path, query, subprotocol):
+    def __init__(self, slot, sock, addr, path, query, subprotocol):
         # Only what a closed handle must still answer lives here; the socket,
         # the server and the close path's flags live in the slot (Slot.clear
         # resets them), which this handle owns until it is closed. Every
         # attribute here is one more entry in a table rebuilt as it grows,
         # at every connection.
-        slot.server = server
         slot.sock = sock
         slot.is_text = False
         self._slot = slot
