@@ -361,6 +361,13 @@ def fuzz_and_keep(kind: str, strategies: tuple, check) -> None:
         raise
 
 
+def replay_patterns(chunks: list[str]) -> list[list[bytes]]:
+    """A corpus case's input (hex chunks) as it failed, then whole, a byte
+    at a time and at a few seeded cuts (chunks_of)."""
+    data = b"".join(bytes.fromhex(c) for c in chunks)
+    return [[bytes.fromhex(c) for c in chunks], *chunks_of(data, len(data))]
+
+
 def chunks_of(data: bytes, seed: int) -> list[list[bytes]]:
     """Split patterns a corpus case is replayed with: whole, a byte at a
     time, and a few random cuts (seeded: the same on every run)."""

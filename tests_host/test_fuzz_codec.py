@@ -15,7 +15,7 @@ from pathlib import Path
 import fuzz_ref
 import pytest
 from conftest import mp_driver
-from fuzzing import batch, chunks_of, corpus, frame_stream, fuzz_and_keep, split
+from fuzzing import batch, chunks_of, corpus, frame_stream, fuzz_and_keep, replay_patterns, split
 from hypothesis import strategies as st
 
 DRIVER = Path(__file__).parent / "mp" / "fuzz_frames_driver.py"
@@ -73,8 +73,7 @@ CASES = corpus("frames")
 @pytest.mark.parametrize("case", [c for _, c in CASES], ids=[n for n, _ in CASES])
 def test_corpus_replays(mp, case):
     """Every input that ever failed, fed as it failed and at other splits."""
-    data = b"".join(bytes.fromhex(c) for c in case["chunks"])
-    pats = [[bytes.fromhex(c) for c in case["chunks"]], *chunks_of(data, len(data))]
+    pats = replay_patterns(case["chunks"])
     for drain in (0, 1):
         bad = run(mp, case["max"], [{"chunks": p, "drain": drain} for p in pats])
         assert bad is None, bad

@@ -26,6 +26,7 @@ from fuzzing import (
     chunks_of,
     corpus,
     fuzz_and_keep,
+    replay_patterns,
     request_head,
     split,
 )
@@ -134,8 +135,7 @@ CASES = corpus("http")
 @pytest.mark.parametrize("case", [c for _, c in CASES], ids=[n for n, _ in CASES])
 def test_corpus_replays(mp, case):
     """Every input that ever failed, read as it failed and at other cuts."""
-    data = b"".join(bytes.fromhex(c) for c in case["chunks"])
-    pats = [[bytes.fromhex(c) for c in case["chunks"]], *chunks_of(data, len(data))]
+    pats = replay_patterns(case["chunks"])
     bad = run(mp, case["cap"], pats)
     assert bad is None, bad
 

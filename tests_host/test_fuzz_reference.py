@@ -27,18 +27,12 @@ def shortest_lengths(data: bytes) -> bool:
     """Is every frame header that can be followed in its shortest length form?"""
     pos = 0
     while pos + 2 <= len(data):
-        n = data[pos + 1] & 0x7F
-        size = {126: 4, 127: 10}.get(n, 2)
-        if pos + size > len(data):
+        got = fuzz_ref._length(data, pos)
+        if got is None:
             return True
-        if n == 126:
-            n = int.from_bytes(data[pos + 2 : pos + 4], "big")
-            if n <= 125:
-                return False
-        elif n == 127:
-            n = int.from_bytes(data[pos + 2 : pos + 10], "big")
-            if n <= 0xFFFF:
-                return False
+        size, n = got
+        if (size == 4 and n <= 125) or (size == 10 and n <= 0xFFFF):
+            return False
         pos += size + (4 if data[pos + 1] & 0x80 else 0) + n
     return True
 
