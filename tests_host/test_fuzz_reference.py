@@ -37,6 +37,26 @@ def shortest_lengths(data: bytes) -> bool:
     return True
 
 
+def closes_with_1014(data: bytes) -> bool:
+    """Does a close frame in data carry code 1014? wsproto refuses that code
+    (1002), RFC 6455's registry has it (Bad Gateway): its answers differ."""
+    pos = 0
+    while pos + 2 <= len(data):
+        got = fuzz_ref._length(data, pos)
+        if got is None:
+            return False
+        size, n = got
+        masked = data[pos + 1] & 0x80
+        start = pos + size + (4 if masked else 0)
+        if data[pos] & 0x0F == 8 and n >= 2 and start + 2 <= len(data):
+            key = data[pos + size : pos + size + 4] if masked else bytes(4)
+            code = fuzz_ref._unmask(data[start : start + 2], key)
+            if code == b"\x03\xf6":
+                return True
+        pos = start + n
+    return False
+
+
 def wsproto_events(data: bytes) -> list:
     fp = FrameProtocol(client=False, extensions=[])
     fp.receive_bytes(data)
@@ -66,6 +86,7 @@ def wsproto_events(data: bytes) -> list:
 def test_reference_agrees_with_wsproto(data):
     want = fuzz_ref.frames(data, BIG, False)
     assume(shortest_lengths(data))
+    assume(not closes_with_1014(data))
     assume(not want or want[-1][:2] not in (["error", 1009], ["close", 1014]))
     got = wsproto_events(data)
     if want and want[-1][0] == "error" and got == want[:-1]:

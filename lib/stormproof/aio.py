@@ -21,14 +21,6 @@ except ImportError:
 _core = asyncio.core  # pyright: ignore[reportAttributeAccessIssue]
 
 
-def _wait_read(sock):
-    yield _core._io_queue.queue_read(sock)
-
-
-def _wait_write(sock):
-    yield _core._io_queue.queue_write(sock)
-
-
 def arm_read(sock):
     """Register the running task to be woken when sock is readable; the
     caller then yields (returns None from __next__) to park it."""
@@ -171,16 +163,67 @@ def _ready(s, ev):
         _core._io_queue.poller.modify(s, 4 if sm[0] is None else 1)
 
 
+class _Yield:
+    """Awaited, hands control back to the scheduler once, then completes.
+
+    Whoever arms it has already put the task where it will be woken from
+    (the I/O queue, or a worker's job); the scheduler re-queues nothing
+    by itself, so the task sleeps until then. One object serves every
+    wait: it is armed and consumed before any other task runs. (What
+    asyncio's sleep_ms does with its SingletonGenerator; a generator per
+    wait would be a small allocation every time.)"""
+
+    @micropython.native
+    def __init__(self):
+        self.armed = False
+        self.done = StopIteration()
+
+    def __iter__(self):
+        return self
+
+    @micropython.native  # machine code: no traceback entry added to `done` when raised
+    def __next__(self):
+        if self.armed:
+            self.armed = False
+            return None
+        raise self.done
+
+
+_YIELD = _Yield()
+
+
 if TYPE_CHECKING:
 
     async def wait_readable(sock) -> None: ...
 
     async def wait_writable(sock) -> None: ...
 
+    async def park() -> None: ...
+
 else:
-    # Generator functions, awaited like coroutines: one small object per wait.
-    wait_readable = _wait_read
-    wait_writable = _wait_write
+
+    @micropython.native
+    def wait_readable(sock):
+        _core._io_queue.queue_read(sock)
+        _YIELD.armed = True
+        return _YIELD
+
+    @micropython.native
+    def wait_writable(sock):
+        _core._io_queue.queue_write(sock)
+        _YIELD.armed = True
+        return _YIELD
+
+    @micropython.native
+    def park():
+        """Sleep until wake(task): how an idle worker waits for its next job."""
+        _YIELD.armed = True
+        return _YIELD
+
+
+def wake(task):
+    """Make a parked task run (once: it must not be queued already)."""
+    _core._task_queue.push(task)
 
 
 # Awaited, an exhausted iterator completes at once and allocates nothing

@@ -7,7 +7,6 @@ that are not text) costs no allocation; strings are made only for the
 request line and for the few headers a caller asks for.
 """
 
-import binascii
 import hashlib
 
 import micropython
@@ -129,6 +128,8 @@ class Request:
         self.query = ""
         self.http10 = False
         self._lines = 0  # start of the first header line
+        self.vend = 0  # the last _find's value end...
+        self.vnext = 0  # ...and the start of the line after it
         if end >= 0:
             self.parse(end)
 
@@ -198,9 +199,11 @@ class Request:
             pos = nl + 1
 
     @micropython.native  # called for every header looked up: no heap frame per call
-    def _value_span(self, name, start):
-        """(value_start, value_stop, next_line) of the first header `name` at or
-        after line offset `start`; name must be lowercase bytes."""
+    def _find(self, name, start):
+        """Where the value of the first header `name` at or after line offset
+        `start` begins, or -1; name must be lowercase bytes. Its end and the
+        next line's start are left in self.vend and self.vnext (attributes,
+        not a tuple: a lookup allocates nothing)."""
         buf = self.buf
         end = self.end
         ln = len(name)
@@ -211,7 +214,7 @@ class Request:
                 nl = end
             stop = nl - 1 if nl > pos and buf[nl - 1] == _CR else nl
             if stop == pos:
-                return None
+                return -1
             if (
                 pos + ln < stop and buf[pos + ln] == 58 and _same(buf, pos, pos + ln, name, True)
             ):  # ':'
@@ -221,9 +224,11 @@ class Request:
                 b = stop
                 while b > a and _is_space(buf[b - 1]):
                     b -= 1
-                return a, b, nl + 1
+                self.vend = b
+                self.vnext = nl + 1
+                return a
             pos = nl + 1
-        return None
+        return -1
 
     @micropython.native
     def header(self, name):
@@ -231,14 +236,14 @@ class Request:
         Repeated headers are joined with ', ' as RFC 9110 5.3 allows.
         A value that is not UTF-8 refuses the request (400)."""
         key = name.lower().encode()
-        span = self._value_span(key, self._lines)
-        if span is None:
+        a = self._find(key, self._lines)
+        if a < 0:
             return None
-        value = bytes(self.buf[span[0] : span[1]])
-        span = self._value_span(key, span[2])
-        while span is not None:
-            value += b", " + bytes(self.buf[span[0] : span[1]])
-            span = self._value_span(key, span[2])
+        value = bytes(self.buf[a : self.vend])
+        a = self._find(key, self.vnext)
+        while a >= 0:
+            value += b", " + bytes(self.buf[a : self.vend])
+            a = self._find(key, self.vnext)
         try:
             return value.decode()
         except UnicodeError:
@@ -248,10 +253,10 @@ class Request:
     def header_count(self, name):
         """How many `name` header lines there are (name: lowercase bytes)."""
         n = 0
-        span = self._value_span(name, self._lines)
-        while span is not None:
+        a = self._find(name, self._lines)
+        while a >= 0:
             n += 1
-            span = self._value_span(name, span[2])
+            a = self._find(name, self.vnext)
         return n
 
     @micropython.native  # no heap frame per call
@@ -263,9 +268,10 @@ class Request:
         place; a value that is not printable ASCII refuses the request (400)."""
         buf = self.buf
         found = False
-        span = self._value_span(name, self._lines)
-        while span is not None:
-            a, b, nxt = span
+        a = self._find(name, self._lines)
+        while a >= 0:
+            b = self.vend
+            nxt = self.vnext
             if not _visible(buf, a, b, True):
                 raise HandshakeError(400, "%s header is not printable ASCII" % name.decode())
             while a < b and not found:
@@ -283,7 +289,7 @@ class Request:
                 else:
                     found = _same(buf, s, e, token, fold)
                 a = c + 1
-            span = self._value_span(name, nxt)
+            a = self._find(name, nxt)
         return found
 
     @micropython.native
@@ -304,31 +310,60 @@ def check_upgrade(req):
     if not req.has_token(b"connection", b"upgrade"):
         raise HandshakeError(400, "Connection header lacks 'upgrade'")
     buf = req.buf
-    span = req._value_span(b"sec-websocket-version", req._lines)
-    if span is not None and not _visible(buf, span[0], span[1], True):
+    a = req._find(b"sec-websocket-version", req._lines)
+    b = req.vend
+    if a >= 0 and not _visible(buf, a, b, True):
         raise HandshakeError(400, "Sec-WebSocket-Version is not printable ASCII")
     if (
-        span is None
-        or req._value_span(b"sec-websocket-version", span[2]) is not None
-        or not _same(buf, span[0], span[1], b"13", False)
+        a < 0
+        or not _same(buf, a, b, b"13", False)
+        or req._find(b"sec-websocket-version", req.vnext) >= 0
     ):
         raise HandshakeError(426, "unsupported WebSocket version", b"Sec-WebSocket-Version: 13\r\n")
-    span = req._value_span(b"sec-websocket-key", req._lines)
-    if span is None or req._value_span(b"sec-websocket-key", span[2]) is not None:
+    a = req._find(b"sec-websocket-key", req._lines)
+    b = req.vend
+    if a < 0 or req._find(b"sec-websocket-key", req.vnext) >= 0:
         raise HandshakeError(400, "exactly one Sec-WebSocket-Key required")
-    if not key_valid(buf, span[0], span[1]):
+    if not key_valid(buf, a, b):
         raise HandshakeError(400, "Sec-WebSocket-Key is not 16 bytes in base64")
     req.has_token(b"sec-websocket-protocol", b",", False)  # checks it now, before a slot is taken
     # The key (24 bytes: key_valid) is copied next to the GUID in a buffer
     # made once, not joined to it in new bytes objects at every handshake.
     key = _ACCEPT_INPUT
-    a = span[0]
     i = 0
     while i < 24:
         key[i] = buf[a + i]
         i += 1
-    digest = hashlib.sha1(key).digest()
-    return binascii.b2a_base64(digest, newline=False)
+    # The SHA-1 object and its 20-byte digest are the handshake's only
+    # allocations here; the base64 goes into a buffer made once.
+    return _base64_into(_ACCEPT_KEY, hashlib.sha1(key).digest())
+
+
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_ACCEPT_KEY = bytearray(28)  # Sec-WebSocket-Accept: base64 of a SHA-1 digest
+
+
+@micropython.native
+def _base64_into(out, data):
+    """Base64 of data (20 bytes: a SHA-1 digest) into out (28 bytes); out."""
+    i = 0
+    o = 0
+    n = len(data)
+    while i + 3 <= n:
+        v = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2]
+        out[o] = _B64[v >> 18]
+        out[o + 1] = _B64[(v >> 12) & 63]
+        out[o + 2] = _B64[(v >> 6) & 63]
+        out[o + 3] = _B64[v & 63]
+        i += 3
+        o += 4
+    if n - i == 2:  # 20 = 6 * 3 + 2: one '=' of padding
+        v = (data[i] << 16) | (data[i + 1] << 8)
+        out[o] = _B64[v >> 18]
+        out[o + 1] = _B64[(v >> 12) & 63]
+        out[o + 2] = _B64[(v >> 6) & 63]
+        out[o + 3] = 61
+    return out
 
 
 SECRET = const(2)  # has_token's `fold` for a secret
@@ -354,15 +389,15 @@ def check_origin(req, rule):
     lowercase bytes)). A request without Origin is not a browser's: it is
     let through unless an Origin is required."""
     same, anyone, required, exact = rule
-    span = req._value_span(b"origin", req._lines)
-    if span is None:
+    a = req._find(b"origin", req._lines)
+    if a < 0:
         if required:
             raise HandshakeError(403, "an Origin header is required", b"", "refused_origin")
         return
     if anyone:
         return
-    a, b, nxt = span
-    if req._value_span(b"origin", nxt) is None:
+    b = req.vend
+    if req._find(b"origin", req.vnext) < 0:
         buf = req.buf
         for o in exact:
             if _same(buf, a, b, o, True):
@@ -380,12 +415,11 @@ def _origin_is_host(req, a, b):
     s = buf.find(b"://", a, b)
     if not (_same(buf, a, s, b"http", True) or _same(buf, a, s, b"https", True)):
         return False
-    host = req._value_span(b"host", req._lines)
-    if s < 0 or host is None:
+    h = req._find(b"host", req._lines)
+    if s < 0 or h < 0:
         return False
     s += 3
-    h = host[0]
-    if b - s != host[1] - h:
+    if b - s != req.vend - h:
         return False
     while s < b:
         c = buf[s]
@@ -409,18 +443,31 @@ def write_accept(buf, accept_key, chosen):
     """The 101 answer (with the chosen subprotocol, str or None) at buf[0:];
     its length. buf: a bytearray with room for it, or a view (which raises
     rather than grows)."""
-    n = _put(buf, 0, _ACCEPT_HEAD)
-    n = _put(buf, n, accept_key)
+    n = copy_into(buf, 0, _ACCEPT_HEAD)
+    n = copy_into(buf, n, accept_key)
     if chosen:
-        n = _put(buf, n, b"\r\nSec-WebSocket-Protocol: ")
-        n = _put(buf, n, chosen.encode())
-    return _put(buf, n, b"\r\n\r\n")
+        n = copy_into(buf, n, b"\r\nSec-WebSocket-Protocol: ")
+        n = copy_into(buf, n, chosen)
+    return copy_into(buf, n, b"\r\n\r\n")
 
 
 @micropython.native
-def _put(buf, off, data):
+def copy_into(buf, off, data):
+    """Copy data (bytes-like, or an ASCII str) to buf at off; the offset after
+    it. Byte by byte: a slice assignment would allocate its slice object. A
+    view raises IndexError past its end instead of growing."""
     n = len(data)
-    buf[off : off + n] = data
+    if n > len(buf) - off:
+        raise IndexError("answer over its buffer")
+    i = 0
+    if isinstance(data, str):
+        while i < n:
+            buf[off + i] = ord(data[i])
+            i += 1
+    else:
+        while i < n:
+            buf[off + i] = data[i]
+            i += 1
     return off + n
 
 

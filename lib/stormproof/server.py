@@ -140,17 +140,20 @@ class Server:
     def __init__(self, config=None, log=None):
         cfg = config or Config()
         self.config = cfg
+        # The settings are checked and the tables (slots, carriers, prebuilt
+        # answers) built by start-up code that leaves RAM again afterwards.
+        # The message buffers, the only big blocks, come first, while the heap
+        # above the package is still in one piece: garbage collected first,
+        # so the small objects made next fill holes below instead of
+        # splitting it (start-up code loads after).
+        cfg.validate()
+        gc.collect()
+        bufs = [bytearray(cfg.max_message) for _ in range(cfg.max_clients)]
         self.log = log or Log(cfg.log_level)
         self.stats = Stats(cfg.max_clients, cfg.handshakes, cfg.max_message)
         self.stats.log = self.log
         self._http_routes = {}
         self._ws_routes = {}
-        # The settings are checked and the tables (slots, carriers, prebuilt
-        # answers) built by start-up code that leaves RAM again afterwards.
-        # The message buffers, the only big blocks, come first, while the heap
-        # above the package is still in one piece (start-up code loads after).
-        cfg.validate()
-        bufs = [bytearray(cfg.max_message) for _ in range(cfg.max_clients)]
         (self.slots, self.pending, self._carriers, self._refusals, self._timeout_answer,
          self._nodelay, self._origins) = _startup("build")(cfg, self.log, bufs, Slot, Pending, Receiver)  # fmt: skip
         for slot in self.slots:
@@ -171,6 +174,13 @@ class Server:
         self._serve_task = None
         self._refusal_turn = 0
         self._refused = [None] * _REFUSED_HELD  # answered at accept, closed by the sweep
+        # The workers (serve() starts them): enough for every slot and every
+        # pool carrier busy at once, which bounds the connections in progress.
+        n = cfg.max_clients + cfg.handshakes
+        # Their tasks, for the server's life; the carrier each is serving (None: idle).
+        self._workers: "list[asyncio.Task | None]" = [None] * n
+        self._jobs: "list[Pending | None]" = [None] * n
+        self._parked = bytearray(n)  # 1 while it sleeps in park(), to be woken
         self.watchdog = None  # a board's (board.Watchdog): fed by the sweep
 
     # ---- routes ------------------------------------------------------------
@@ -219,12 +229,20 @@ class Server:
         self.log.info("listening on %s:%d", cfg.host, cfg.port)
         self._serve_task = asyncio.current_task()
         sweeper = asyncio.create_task(self._sweep())
+        for i in range(len(self._workers)):
+            if self._workers[i] is None or self._workers[i].done():  # pyright: ignore[reportOptionalMemberAccess]
+                self._parked[i] = 0
+                self._workers[i] = asyncio.create_task(self._work(i))
         try:
             await self._accept_loop(lsock)
         finally:
             await self._shutdown_all()  # the sweep still enforces close_timeout
             sweeper.cancel()
             self._serve_task = None
+            for i in range(len(self._workers)):  # idle workers wake to see it and end
+                if self._parked[i]:
+                    self._parked[i] = 0
+                    aio.wake(self._workers[i])
 
     @micropython.native
     async def stop(self):
@@ -325,7 +343,8 @@ class Server:
             self._answer_now(sock, self._refusals[_TOO_MANY])
             self._close_later(sock)
             return 1
-        pend = self._free_pending()
+        w = self._idle_worker()
+        pend = self._free_pending() if w >= 0 else None
         if pend is None:
             stats.refused_busy += 1
             self._probe_silent()
@@ -337,8 +356,29 @@ class Server:
         pend.started = now
         stats.handshakes_in_use += 1
         pend.addr = addr
-        pend.task = asyncio.create_task(self._connection(pend))
+        pend.task = self._workers[w]
+        self._jobs[w] = pend
+        if self._parked[w]:
+            self._parked[w] = 0
+            aio.wake(pend.task)
         return 1
+
+    @micropython.native
+    def _idle_worker(self):
+        """The index of a worker with no connection, or -1. There is one per
+        slot and per pool carrier, so one is always idle when a carrier is
+        free; a worker that died (it never should) is replaced here."""
+        jobs = self._jobs
+        i = 0
+        while i < len(jobs):
+            if jobs[i] is None:
+                if not self._workers[i].done():  # pyright: ignore[reportOptionalMemberAccess]
+                    return i
+                self._parked[i] = 0
+                self._workers[i] = asyncio.create_task(self._work(i))
+                return i
+            i += 1
+        return -1
 
     @micropython.native
     def _accept_failed(self, e):
@@ -403,96 +443,149 @@ class Server:
             owner.sock = None
             self._close_raw(sock)
 
-    # ---- one connection, from request to close -----------------------------
+    # ---- the workers: one connection at a time each, from request to close --
 
     @micropython.native
-    async def _connection(self, pend):
+    async def _work(self, i):
+        """Worker i, for the server's life: it sleeps until _admit gives it a
+        connection (self._jobs[i], a handshake carrier), serves it from
+        request to close, and sleeps again. One coroutine per worker, made
+        once: a connection costs no task, no coroutine and no frame of its
+        own. Its `finally` is the only place a connection's socket is
+        closed and its slot returned."""
         stats = self.stats
-        stats.tasks += 1
-        slot = None
-        ws = None
-        try:
+        jobs = self._jobs
+        while True:
+            pend = jobs[i]
+            if pend is None:
+                if self._listener is None and self._serve_task is None:
+                    return  # stopped
+                self._parked[i] = 1
+                try:
+                    await aio.park()
+                except asyncio.CancelledError:
+                    return
+                continue
+            stats.tasks += 1
+            slot = None
+            ws = None
+            req = None
             try:
-                # (Few locals on purpose: this frame is allocated at every
-                # accept, and a smaller block is easier to find.)
-                req = await self._read_request(pend)
-                if req is not None:
-                    ws = self._upgrade(pend, req)
-                if ws is not None:
-                    slot = ws._slot
-                    pend.sock = None  # the WebSocket owns the socket now
-                    self._release_pending(pend)
-                    pend = None
-                    # Counted before the 101 goes out: from here every path
-                    # closes it through the WebSocket, which counts ws_closed.
-                    stats.ws_opened += 1
-                    await self._run_handler(ws)
-                elif req is not None:
-                    await self._serve_http(pend, req)
-                req = None
-            except handshake.HandshakeError as e:
-                setattr(stats, e.counter, getattr(stats, e.counter) + 1)
-                if e.status == 503:  # every slot busy: the prebuilt answer
-                    self._probe_silent()
-                    if pend is not None and pend.answered:  # 101 and close 1013, for a browser
-                        # RFC 6455 7.1.1: the server closes TCP first, once
-                        # the client's close frame is in (the sweep bounds
-                        # this wait by handshake_timeout).
-                        await wait_readable(pend.sock)  # pyright: ignore[reportArgumentType]
+                try:
+                    # The request head, read into the carrier's buffer.
+                    while True:
+                        r = self._read_some(pend)
+                        if r is None:
+                            await wait_readable(pend.sock)  # pyright: ignore[reportArgumentType]
+                        elif r:
+                            req = pend.req if r > 0 else None
+                            break
+                    if req is not None:
+                        ws = self._upgrade(pend, req)
+                    if ws is not None:
+                        slot = ws._slot
+                        pend.sock = None  # the WebSocket owns the socket now
+                        self._release_pending(pend)
+                        pend = None
+                        # Counted before the 101 goes out: from here every path
+                        # closes it through the WebSocket, which counts ws_closed.
+                        stats.ws_opened += 1
+                        await self._run_handler(ws, slot)
+                    elif req is not None:
+                        await self._serve_http(pend, req)
+                    req = None
+                except handshake.HandshakeError as e:
+                    setattr(stats, e.counter, getattr(stats, e.counter) + 1)
+                    if e.status == 503:  # every slot busy: the prebuilt answer
+                        self._probe_silent()
+                        if pend is not None and pend.answered:  # 101 and close 1013, for a browser
+                            # RFC 6455 7.1.1: the server closes TCP first, once
+                            # the client's close frame is in (the sweep bounds
+                            # this wait by handshake_timeout).
+                            await wait_readable(pend.sock)  # pyright: ignore[reportArgumentType]
+                        else:
+                            await self._write_all(pend, self._next_refusal())
                     else:
-                        await self._write_all(pend, self._next_refusal())
-                else:
-                    await self._respond(pend, e.status, e.reason, e.extra)
-            except asyncio.CancelledError:
-                if pend is not None and pend.expired:
-                    if not pend.answered:  # (else it was refused already, and counted)
-                        stats.refused_timeout += 1
-                    if pend.got:  # a request had begun: say why it ends (a preconnect gets nothing)
-                        self._answer_pend(pend, self._timeout_answer)
-                elif ws is not None and slot is not None and slot.aborted:
-                    ws.abort(slot.abort_code, slot.abort_why)
-            except (ConnectionClosed, OSError):
-                pass  # the peer vanished
-            except KeyboardInterrupt as e:
-                # Ctrl-C landed while this connection's task ran: still say goodbye,
-                # then let it stop the server (main.py runs Server.stop()).
+                        await self._respond(pend, e.status, e.reason, e.extra)
+                except asyncio.CancelledError:
+                    if pend is not None and pend.expired:
+                        if not pend.answered:  # (else it was refused already, and counted)
+                            stats.refused_timeout += 1
+                        # A request had begun: say why it ends (a preconnect gets nothing).
+                        if pend.got:
+                            self._answer_pend(pend, self._timeout_answer)
+                    elif ws is not None and slot is not None and slot.aborted:
+                        ws.abort(slot.abort_code, slot.abort_why)
+                except (ConnectionClosed, OSError):
+                    pass  # the peer vanished
+                except KeyboardInterrupt as e:
+                    # Ctrl-C landed while this worker ran: still say goodbye,
+                    # then let it stop the server (main.py runs Server.stop()).
+                    if ws is not None:
+                        ws.abort(codec.CLOSE_GOING_AWAY, "shutdown")
+                    raise e
+                if pend is not None and pend.answered:
+                    await self._linger(pend.sock)
+            except MemoryError as e:
+                # Whatever ran out (the request, an answer, a close handshake), the
+                # way out below allocates nothing, so it cannot fail the same way.
+                stats.memory_errors += 1
                 if ws is not None:
-                    ws.abort(codec.CLOSE_GOING_AWAY, "shutdown")
-                raise e
-            if pend is not None and pend.answered:
-                await self._linger(pend.sock)
-        except MemoryError as e:
-            # Whatever ran out (the request, an answer, a close handshake), the
-            # way out below allocates nothing, so it cannot fail the same way.
-            stats.memory_errors += 1
-            if ws is not None:
-                ws.abort(codec.CLOSE_TRY_AGAIN, "memory")
-            elif pend is not None and not pend.answered:
-                self._answer_pend(pend, self._refusals[0])
-            self._log_failure("connection", e)
-        except Exception as e:
-            self._log_failure("connection", e)
-        finally:
-            # Nothing here allocates or waits: this must finish on a full heap.
-            if ws is not None:
-                ws.abort(codec.CLOSE_ABNORMAL, "peer_reset")  # a no-op once closed
-            if pend is not None:
-                self._close_socket(pend)
-                self._release_pending(pend)
-            if slot is not None:
-                self._release_slot(slot)
-            # A finished coroutine keeps its locals; drop them so nothing that
-            # still points at this frame keeps the connection's objects alive.
-            # (No gc.collect() here: gc_threshold collects often enough, and
-            # a full collection per connection halved the accept rate in bursts.)
-            ws = slot = pend = None
-            stats.tasks -= 1
+                    ws.abort(codec.CLOSE_TRY_AGAIN, "memory")
+                elif pend is not None and not pend.answered:
+                    self._answer_pend(pend, self._refusals[0])
+                self._log_failure("connection", e)
+            except asyncio.CancelledError:
+                pass  # a deadline landed during the linger: the close path below is all that is left
+            except Exception as e:
+                self._log_failure("connection", e)
+            finally:
+                # Nothing here allocates or waits: this must finish on a full heap.
+                if ws is not None:
+                    ws.abort(codec.CLOSE_ABNORMAL, "peer_reset")  # a no-op once closed
+                if pend is not None:
+                    self._close_socket(pend)
+                    self._release_pending(pend)
+                if slot is not None:
+                    self._release_slot(slot)
+                # The worker lives on: drop what it held, so nothing of this
+                # connection stays reachable from its frame.
+                ws = slot = pend = req = None
+                jobs[i] = None
+                stats.tasks -= 1
+
+    @micropython.native  # per read: no heap frame
+    def _read_some(self, pend):
+        """Read what has arrived of the request head into the carrier's
+        buffer: 1 when the head is whole (parsed into pend.req), None to wait
+        for more, -1 when the client left first."""
+        mv = pend.view
+        n = pend.got
+        try:
+            # (Nearly every request arrives in its first read: no slice for it.)
+            r = pend.sock.readinto(mv[n:] if n else mv)  # pyright: ignore[reportOptionalMemberAccess]
+        except OSError:
+            return -1
+        if r is None:
+            return None
+        if r == 0:
+            return -1  # closed before a whole request arrived
+        n += r
+        pend.got = n
+        buf = pend.buf
+        end = handshake.find_end(buf, n)
+        if end >= 0:
+            pend.rx_extra = n - end
+            pend.req.parse(end)
+            return 1
+        if n >= len(mv):  # one limit whichever buffer holds the request (a slot's is bigger)
+            # 414 while the request line itself has not ended, else 431.
+            nl = buf.find(b"\n", handshake.skip_empty_lines(buf, n), n)
+            raise handshake.HandshakeError(431 if nl >= 0 else 414, "request head over request_max")
+        return None
 
     @micropython.native
-    async def _run_handler(self, ws):
-        # A coroutine of its own, made only for WebSockets: _connection's
-        # frame stays small (the block it needs must be found at every accept).
-        slot = ws._slot
+    async def _run_handler(self, ws, slot):
         handler = slot.handler
         slot.handler = None
         try:
@@ -609,41 +702,6 @@ class Server:
         slot.handler = handler
         slot.n101 = n
         return ws
-
-    @micropython.native
-    async def _read_request(self, pend):
-        """Read the request head into the pending buffer; the parsed Request,
-        or None if the client left first."""
-        buf = pend.buf
-        sock = pend.sock
-        n = 0
-        mv = pend.view
-        cap = len(mv)  # one limit whichever buffer holds the request (a slot's is bigger)
-        pend.rx_extra = 0
-        while True:
-            try:
-                # (Nearly every request arrives in its first read: no slice for it.)
-                r = sock.readinto(mv[n:] if n else mv)
-            except OSError:
-                return None
-            if r is None:
-                await wait_readable(sock)
-                continue
-            if r == 0:
-                return None  # closed before a whole request arrived
-            n += r
-            pend.got = n
-            end = handshake.find_end(buf, n)
-            if end >= 0:
-                pend.rx_extra = n - end
-                pend.req.parse(end)
-                return pend.req
-            if n >= cap:
-                # 414 while the request line itself has not ended, else 431.
-                nl = buf.find(b"\n", handshake.skip_empty_lines(buf, n), n)
-                raise handshake.HandshakeError(
-                    431 if nl >= 0 else 414, "request head over request_max"
-                )
 
     @micropython.native
     def _free_slot(self):

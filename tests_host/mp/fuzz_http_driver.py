@@ -1,5 +1,5 @@
 # Runs under MicroPython: many fuzz cases per request through the real request
-# parser, read the way server._read_request reads (into a buffer of `cap`
+# parser, read the way the server reads (Server._read_some) (into a buffer of `cap`
 # bytes, the head looked for after every read, 414/431 when the buffer fills).
 # stdin, one JSON object a line:
 #   {"cap": 1024, "names": ["host", ...], "protocols": ["echo", ...],
@@ -98,8 +98,8 @@ def one(buf, cap, chunks, names, protocols, rules, secrets):
     res["origins"] = [origin(req, r) for r in rules]
     res["given"] = [call(access.token_given, req, s, b"token." + s) for s in secrets]
     res["secret"] = [call(req.has_token, k.encode(), b"echo", handshake.SECRET) for k in names]
-    if isinstance(res["accept"], bytes):
-        res["accept"] = res["accept"].decode()
+    if isinstance(res["accept"], (bytes, bytearray)):
+        res["accept"] = bytes(res["accept"]).decode()
     res["kept"] = bytes(buf) == before
     return res
 
