@@ -95,6 +95,24 @@ def _visible(buf, a, b, space):
     return True
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")
+
+
+@micropython.native
+def _text(buf, a, b, known):
+    """buf[a:b] (ASCII) as str: the one of `known` it equals, if any, so
+    the usual request line allocates nothing; else a new str."""
+    n = b - a
+    for word in known:
+        if len(word) == n:
+            i = 0
+            while i < n and buf[a + i] == ord(word[i]):
+                i += 1
+            if i == n:
+                return word
+    return str(buf[a:b], "ascii")
+
+
 @micropython.native
 def _same(buf, a, b, word, fold):
     """buf[a:b] == word (bytes), ASCII case folded in buf when `fold`."""
@@ -128,15 +146,19 @@ class Request:
         self.query = ""
         self.http10 = False
         self._lines = 0  # start of the first header line
+        self._paths = ()
         self.vend = 0  # the last _find's value end...
         self.vnext = 0  # ...and the start of the line after it
         if end >= 0:
             self.parse(end)
 
     @micropython.native
-    def parse(self, end):
-        """Read the request whose head ends at `end` in buf."""
+    def parse(self, end, paths=()):
+        """Read the request whose head ends at `end` in buf. `paths`: the
+        server's routes; a path that is one of them is that very string, so
+        a request for a route makes no new one."""
         self.end = end
+        self._paths = paths
         self.method = self.path = self.query = ""
         self.http10 = False
         self._lines = 0
@@ -163,7 +185,7 @@ class Request:
             raise HandshakeError(505, "HTTP/1.1 required")
         # RFC 6455 4.1 needs 1.1 for the upgrade; plain pages are served to 1.0 too.
         self.http10 = not _same(buf, sp2 + 1, stop, b"HTTP/1.1", False)
-        self.method = str(buf[start:sp1], "ascii")
+        self.method = _text(buf, start, sp1, _METHODS)
         a = sp1 + 1
         if buf[a] != 47:  # '/'
             # Absolute form (RFC 9112 3.2.2), e.g. via a proxy: keep the path.
@@ -176,7 +198,7 @@ class Request:
             self.query = str(buf[q + 1 : sp2], "ascii")
         else:
             q = sp2
-        self.path = str(buf[a:q], "ascii")
+        self.path = _text(buf, a, q, self._paths)
         self._lines = eol + 1
         # Validate header syntax once, so later lookups can trust it.
         count = 0

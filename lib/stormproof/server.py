@@ -56,7 +56,6 @@ class Slot:
 
     @micropython.native
     def __init__(self, index, cfg, message):
-        self.index = index
         self.message = message
         self.receiver = Receiver(self.message)
         self.parser = codec.FrameParser(self.message, cfg.max_message)
@@ -87,7 +86,6 @@ class Slot:
         self.tx_since = 0  # ticks since a write has been waiting, 0 if none
         self.closing_since = 0
         self.aborted = False
-        self.abort_deaf = False  # aborted because the peer stopped reading or answering
         self.close_kicked = False
         self.abort_code = 0
         self.abort_reason = ""
@@ -100,7 +98,11 @@ class Slot:
         self.peer_closed = False
         self.broken = False  # the socket failed; write nothing more
         self.why = "server_close"  # the close_reasons entry it will count
-        self.handler = None  # the route's handler, until it runs
+        # The connection's own (its handle reads them while it owns the slot).
+        self.route = None  # (handler, subprotocols, accept, path)
+        self.addr = None  # as accept() gave it: decoded only when asked
+        self.query = ""
+        self.subprotocol = None
         self.n101 = 0  # the 101's length, prepared in tx
         self.parser.reset()
 
@@ -154,6 +156,7 @@ class Server:
         self.stats.log = self.log
         self._http_routes = {}
         self._ws_routes = {}
+        self._paths = []  # every route's path, the strings requests' paths become
         (self.slots, self.pending, self._carriers, self._refusals, self._timeout_answer,
          self._nodelay, self._origins) = _startup("build")(cfg, self.log, bufs, Slot, Pending, Receiver)  # fmt: skip
         for slot in self.slots:
@@ -196,7 +199,8 @@ class Server:
         """
 
         def add(fn):
-            self._ws_routes[path] = (fn, subprotocols or (), accept)
+            self._ws_routes[path] = (fn, subprotocols or (), accept, path)
+            self._paths.append(path)
             return fn
 
         return add(handler) if handler else add
@@ -209,6 +213,7 @@ class Server:
 
         def add(fn):
             self._http_routes[path] = fn
+            self._paths.append(path)
             return fn
 
         return add(handler) if handler else add
@@ -490,7 +495,46 @@ class Server:
                         # Counted before the 101 goes out: from here every path
                         # closes it through the WebSocket, which counts ws_closed.
                         stats.ws_opened += 1
-                        await self._run_handler(ws, slot)
+                        # The handler's run (here, not in a coroutine of its own:
+                        # a native coroutine is some 300 B at every connection).
+                        try:
+                            # The 101, prepared in the tx buffer: a fresh socket
+                            # takes it at once, so the waiting write is rarely needed.
+                            r = ws._try_write(slot.tx, 0, slot.n101)
+                            if r < slot.n101:
+                                await ws._write(slot.tx, r, slot.n101)
+                            await slot.route[0](ws)
+                            r = 0
+                        except ConnectionClosed:
+                            r = 0
+                        except asyncio.CancelledError:
+                            r = 1 if slot.aborted else 2
+                        except MemoryError as e:
+                            # No closing handshake to wait through: close now,
+                            # allocating nothing (the `finally` below).
+                            stats.memory_errors += 1
+                            ws.abort(codec.CLOSE_TRY_AGAIN, "memory")
+                            self._log_failure(slot.route[3], e)
+                            r = -1
+                        except Exception as e:
+                            stats.handler_errors += 1
+                            self._log_failure(slot.route[3], e)
+                            r = 3
+                        if r == 0 and slot.aborted:
+                            r = 1
+                        if r >= 0 and not ws.closed:  # (after the peer's close: closed already)
+                            if r == 0:
+                                await ws.shutdown(codec.CLOSE_NORMAL, "", "server_close")
+                            elif r == 1:
+                                await ws.shutdown(
+                                    slot.abort_code, slot.abort_reason, slot.abort_why
+                                )
+                            elif r == 2:
+                                await ws.shutdown(codec.CLOSE_GOING_AWAY, "cancelled", "shutdown")
+                            else:
+                                await ws.shutdown(
+                                    codec.CLOSE_INTERNAL_ERROR, "internal error", "handler_error"
+                                )
                     elif req is not None:
                         await self._serve_http(pend, req)
                     req = None
@@ -576,48 +620,13 @@ class Server:
         end = handshake.find_end(buf, n)
         if end >= 0:
             pend.rx_extra = n - end
-            pend.req.parse(end)
+            pend.req.parse(end, self._paths)
             return 1
         if n >= len(mv):  # one limit whichever buffer holds the request (a slot's is bigger)
             # 414 while the request line itself has not ended, else 431.
             nl = buf.find(b"\n", handshake.skip_empty_lines(buf, n), n)
             raise handshake.HandshakeError(431 if nl >= 0 else 414, "request head over request_max")
         return None
-
-    @micropython.native
-    async def _run_handler(self, ws, slot):
-        handler = slot.handler
-        slot.handler = None
-        try:
-            # The 101, prepared in the tx buffer: a fresh socket takes it at
-            # once, so the waiting write (a coroutine) is rarely needed.
-            n = slot.n101
-            off = ws._try_write(slot.tx, 0, n)
-            if off < n:
-                await ws._write(slot.tx, off, n)
-            await handler(ws)
-            code, reason, why = codec.CLOSE_NORMAL, "", "server_close"
-        except ConnectionClosed:
-            code, reason, why = codec.CLOSE_NORMAL, "", "server_close"
-        except asyncio.CancelledError:
-            if slot.aborted:
-                code, reason, why = slot.abort_code, slot.abort_reason, slot.abort_why
-            else:
-                code, reason, why = codec.CLOSE_GOING_AWAY, "cancelled", "shutdown"
-        except MemoryError as e:
-            # No closing handshake to wait through: close now, allocating nothing.
-            self.stats.memory_errors += 1
-            ws.abort(codec.CLOSE_TRY_AGAIN, "memory")
-            self._log_failure(ws.path, e)
-            return
-        except Exception as e:
-            self.stats.handler_errors += 1
-            self._log_failure(ws.path, e)
-            code, reason, why = codec.CLOSE_INTERNAL_ERROR, "internal error", "handler_error"
-        if slot.aborted and why == "server_close":
-            code, reason, why = slot.abort_code, slot.abort_reason, slot.abort_why
-        if not ws.closed:  # (already closed, as after the peer's close: no coroutine for it)
-            await ws.shutdown(code, reason, why)
 
     @micropython.native
     def _log_failure(self, where, e):
@@ -652,7 +661,8 @@ class Server:
         access = self._access
         now = aio.now()
         given = access.check_token(req, pend.addr, now) if access is not None else 0
-        handler, protocols, accept = route
+        protocols = route[1]
+        accept = route[2]
         if accept is not None:
             status = accept(req)
             if status:
@@ -677,14 +687,19 @@ class Server:
                 self._write_now(pend, pend.buf, 0, n)
             raise handshake.HandshakeError(503, "every slot busy", b"", counter)
         try:
-            return self._prepare(slot, pend, req, chosen, handler, accept_key)
+            return self._prepare(slot, pend, req, chosen, route, accept_key)
         except BaseException as e:  # (native code has no bare re-raise)
             self._release_slot(slot)  # taken but never handed over
             raise e
 
     @micropython.native  # per connection: no heap frame
-    def _prepare(self, slot, pend, req, chosen, handler, accept_key):
-        ws = WebSocket(slot, pend.sock, pend.addr, req.path, req.query, chosen)
+    def _prepare(self, slot, pend, req, chosen, route, accept_key):
+        slot.sock = pend.sock
+        slot.addr = pend.addr
+        slot.route = route
+        slot.query = req.query
+        slot.subprotocol = chosen
+        ws = WebSocket(slot)
         slot.ws = ws
         slot.last_rx = slot.last_message = aio.now()
         # A view: an oversized answer raises instead of growing the buffer.
@@ -699,7 +714,6 @@ class Server:
                 raise handshake.HandshakeError(400, "frames sent before the handshake was answered")
             slot.rx[0:extra] = pend.buf[req.end : req.end + extra]
             slot.rx_end = extra
-        slot.handler = handler
         slot.n101 = n
         return ws
 
@@ -727,7 +741,7 @@ class Server:
         """WebSocket slots held by the client address `key`."""
         n = 0
         for slot in self.slots:
-            if slot.ws is not None and address_key(slot.ws._addr) == key:
+            if slot.ws is not None and address_key(slot.addr) == key:
                 n += 1
         return n
 
@@ -761,7 +775,7 @@ class Server:
         for slot in self.slots:
             if slot.ws is None or slot.aborted:
                 continue
-            k = address_key(slot.ws._addr)
+            k = address_key(slot.addr)
             if (
                 k != key
                 and self._held_by(k) > cap
@@ -1012,11 +1026,10 @@ class Server:
     # ---- the sweep: every deadline, one task -------------------------------
 
     @micropython.native
-    def _abort(self, slot, code, reason, why, deaf=False):
+    def _abort(self, slot, code, reason, why):
         if slot.aborted or slot.task is None:
             return
         slot.aborted = True
-        slot.abort_deaf = deaf
         slot.abort_code = code
         slot.abort_reason = reason
         slot.abort_why = why
@@ -1063,10 +1076,10 @@ class Server:
             slot.close_kicked = True
             slot.task.cancel()
         elif act == _SEND_TIMEOUT:
-            self._abort(slot, codec.CLOSE_POLICY, "send timeout", "send_timeout", True)
+            self._abort(slot, codec.CLOSE_POLICY, "send timeout", "send_timeout")
         elif act == _KEEPALIVE:
             self.stats.pongs_missed += 1
-            self._abort(slot, codec.CLOSE_INTERNAL_ERROR, "keepalive timeout", "keepalive", True)
+            self._abort(slot, codec.CLOSE_INTERNAL_ERROR, "keepalive timeout", "keepalive")
         elif act == _IDLE:
             self._abort(slot, codec.CLOSE_GOING_AWAY, "idle timeout", "idle")
 

@@ -48,22 +48,34 @@ class ConnectionClosed(Exception):
 
 class WebSocket:
     @micropython.native
-    def __init__(self, slot, sock, addr, path, query, subprotocol):
+    def __init__(self, slot):
         # Only what a closed handle must still answer lives here; the socket,
-        # the server and the close path's flags live in the slot (Slot.clear
-        # resets them), which this handle owns until it is closed. Every
-        # attribute here is one more entry in a table rebuilt as it grows,
-        # at every connection.
-        slot.sock = sock
-        slot.is_text = False
+        # the address, the path and the close path's flags live in the slot
+        # (Slot.clear resets them), which this handle owns until its
+        # connection's end. Every attribute here is one more entry in a
+        # table rebuilt as it grows, at every connection.
         self._slot = slot
-        self._addr = addr  # as accept() gave it: decoded only when asked
-        self.path = path
-        self.query = query
-        self.subprotocol = subprotocol
         self.close_code = 0  # set once closed: the code we sent or echoed
         self.close_reason = ""
         self._state = _OPEN
+
+    # The connection's particulars, read from its slot while this handle owns
+    # it (through the handler's end); a handle kept after that reads None.
+
+    @property
+    def path(self):
+        """The path it connected to (the route's own string)."""
+        return self._slot.route[3] if self._slot.ws is self else None
+
+    @property
+    def query(self):
+        """The request's query string, without '?' ("" if none)."""
+        return self._slot.query if self._slot.ws is self else None
+
+    @property
+    def subprotocol(self):
+        """The subprotocol chosen in the handshake, or None."""
+        return self._slot.subprotocol if self._slot.ws is self else None
 
     @property
     def is_text(self):
@@ -76,8 +88,9 @@ class WebSocket:
 
     @property
     def remote(self):
-        """(ip, port) of the client."""
-        return self._slot.server.remote_of(self._addr)
+        """(ip, port) of the client; ("?", 0) once the handle is stale."""
+        slot = self._slot
+        return slot.server.remote_of(slot.addr if slot.ws is self else None)
 
     @property
     def open(self):
@@ -462,7 +475,9 @@ class WebSocket:
             vanished = code == codec.CLOSE_ABNORMAL or self._slot.broken
             # A peer that stopped reading, or answering pings, will not read our
             # close frame nor answer it: offer it once, then hang up.
-            deaf = slot.abort_deaf
+            deaf = slot.aborted and (
+                slot.abort_why == "send_timeout" or slot.abort_why == "keepalive"
+            )
             if self._slot.close_sent:
                 pass
             elif vanished:
