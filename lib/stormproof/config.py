@@ -85,9 +85,18 @@ class Config:
 
     def report(self, req=None):
         """Route handler for the active settings as JSON (/config on a board
-        or with a profile); rendered by start-up code loaded for the request
-        (rare: the test suite's preflight) and released after."""
-        return 200, "application/json", _startup("report")(self)
+        or with a profile), with the MicroPython version and platform.
+        Rendered here, not by start-up code: loading that for a request
+        would need several KB of heap at once."""
+        import json
+        import sys
+
+        v = sys.implementation.version
+        out = {"micropython": "%d.%d.%d" % (v[0], v[1], v[2]), "platform": sys.platform}
+        for k in dir(Config):
+            if k[0] != "_" and not callable(getattr(Config, k)):
+                out[k] = getattr(self, k)
+        return 200, "application/json", json.dumps(out)
 
     def validate(self, heap_free=None):
         """Check every setting (ConfigError naming the bad one); self."""
@@ -106,8 +115,11 @@ def _startup(name):
     (the function object keeps what it needs while it runs)."""
     import sys
 
-    from . import startup
-
+    try:
+        from . import startup
+    except BaseException as e:  # (MemoryError): a half-loaded module must not stay behind
+        sys.modules.pop(__name__.rpartition(".")[0] + ".startup", None)
+        raise e
     fn = getattr(startup, name)
     sys.modules.pop(startup.__name__, None)
     pkg = sys.modules.get(__name__.rpartition(".")[0])

@@ -508,10 +508,12 @@ def key_valid(buf, a, b):
 
 
 @micropython.native
-def choose_subprotocol(req, protocols):
+def choose_subprotocol(req, protocols, encoded=None):
     """The first of the server's `protocols` (str, in its order of preference)
-    that the client offers, or None. Compared exactly (RFC 6455 4.2.2)."""
-    for p in protocols:
-        if req.has_token(b"sec-websocket-protocol", p.encode(), False):
-            return p
+    that the client offers, or None. Compared exactly (RFC 6455 4.2.2).
+    `encoded`: the same as bytes, made once (a route keeps them)."""
+    for i in range(len(protocols)):
+        token = encoded[i] if encoded is not None else protocols[i].encode()
+        if req.has_token(b"sec-websocket-protocol", token, False):
+            return protocols[i]
     return None

@@ -99,7 +99,7 @@ class Slot:
         self.broken = False  # the socket failed; write nothing more
         self.why = "server_close"  # the close_reasons entry it will count
         # The connection's own (its handle reads them while it owns the slot).
-        self.route = None  # (handler, subprotocols, accept, path)
+        self.route = None  # (handler, subprotocols, accept, path, subprotocols as bytes)
         self.addr = None  # as accept() gave it: decoded only when asked
         self.query = ""
         self.subprotocol = None
@@ -151,6 +151,15 @@ class Server:
         cfg.validate()
         gc.collect()
         bufs = [bytearray(cfg.max_message) for _ in range(cfg.max_clients)]
+        # The workers (serve() starts them): enough for every slot and every
+        # pool carrier busy at once, which bounds the connections in progress.
+        n = cfg.max_clients + cfg.handshakes
+        # Their tasks, for the server's life; the carrier each is serving (None: idle).
+        self._workers: "list[asyncio.Task | None]" = [None] * n
+        self._jobs: "list[Pending | None]" = [None] * n
+        self._parked = bytearray(n)  # 1 while it sleeps in park(), to be woken
+        self._stopped = False  # serve() has ended: idle workers end too
+        self._sweeper: "asyncio.Task | None" = None
         self.log = log or Log(cfg.log_level)
         self.stats = Stats(cfg.max_clients, cfg.handshakes, cfg.max_message)
         self.stats.log = self.log
@@ -177,13 +186,6 @@ class Server:
         self._serve_task = None
         self._refusal_turn = 0
         self._refused = [None] * _REFUSED_HELD  # answered at accept, closed by the sweep
-        # The workers (serve() starts them): enough for every slot and every
-        # pool carrier busy at once, which bounds the connections in progress.
-        n = cfg.max_clients + cfg.handshakes
-        # Their tasks, for the server's life; the carrier each is serving (None: idle).
-        self._workers: "list[asyncio.Task | None]" = [None] * n
-        self._jobs: "list[Pending | None]" = [None] * n
-        self._parked = bytearray(n)  # 1 while it sleeps in park(), to be woken
         self.watchdog = None  # a board's (board.Watchdog): fed by the sweep
 
     # ---- routes ------------------------------------------------------------
@@ -199,7 +201,9 @@ class Server:
         """
 
         def add(fn):
-            self._ws_routes[path] = (fn, subprotocols or (), accept, path)
+            protocols = tuple(subprotocols or ())
+            encoded = tuple(p.encode() for p in protocols)
+            self._ws_routes[path] = (fn, protocols, accept, path, encoded)
             self._paths.append(path)
             return fn
 
@@ -233,21 +237,50 @@ class Server:
         self._listener = lsock
         self.log.info("listening on %s:%d", cfg.host, cfg.port)
         self._serve_task = asyncio.current_task()
-        sweeper = asyncio.create_task(self._sweep())
-        for i in range(len(self._workers)):
-            if self._workers[i] is None or self._workers[i].done():  # pyright: ignore[reportOptionalMemberAccess]
-                self._parked[i] = 0
-                self._workers[i] = asyncio.create_task(self._work(i))
+        self._stopped = False
+        self._start_workers()
         try:
-            await self._accept_loop(lsock)
+            # The accept loop. (It keeps no per-connection object in a local:
+            # a dead connection's objects would stay reachable from this
+            # frame and sit in the middle of the free heap.)
+            while True:
+                try:
+                    await wait_readable(lsock)
+                    # Empty the backlog before waiting again: in a burst a small
+                    # listen queue overflows, and the kernel then drops connection
+                    # attempts that a browser retries only a second or more later.
+                    for _ in range(_ACCEPT_BATCH):
+                        got = self._admit(lsock)
+                        if got <= 0:
+                            break
+                    if got < 0:
+                        await asyncio.sleep_ms(100)
+                except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as e:
+                    raise e  # (native code has no bare re-raise)
+                except BaseException as e:  # MemoryError included: the loop must survive
+                    self._accept_failed(e)
+                    e = None
+                    await asyncio.sleep_ms(50)
         finally:
             await self._shutdown_all()  # the sweep still enforces close_timeout
-            sweeper.cancel()
+            self._sweeper.cancel()  # pyright: ignore[reportOptionalMemberAccess]
             self._serve_task = None
+            self._stopped = True
             for i in range(len(self._workers)):  # idle workers wake to see it and end
                 if self._parked[i]:
                     self._parked[i] = 0
                     aio.wake(self._workers[i])
+
+    @micropython.native
+    def _start_workers(self):
+        # (A task made before the event loop runs waits in its queue until it
+        # does.) Long-lived, so made at start, next to the tables.
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep())
+        for i in range(len(self._workers)):
+            if self._workers[i] is None or self._workers[i].done():  # pyright: ignore[reportOptionalMemberAccess]
+                self._parked[i] = 0
+                self._workers[i] = asyncio.create_task(self._work(i))
 
     @micropython.native
     async def stop(self):
@@ -285,30 +318,6 @@ class Server:
         self.log.info("stopped; %d sockets still open", self.stats.sockets_open)
 
     # ---- accept and admission ----------------------------------------------
-
-    @micropython.native
-    async def _accept_loop(self, lsock):
-        # Long-lived loops keep no per-connection object in a local: a dead
-        # connection's objects would stay reachable from this frame and sit
-        # in the middle of the free heap (see _admit and _sweep_once).
-        while True:
-            try:
-                await wait_readable(lsock)
-                # Empty the backlog before waiting again: in a burst a small
-                # listen queue overflows, and the kernel then drops connection
-                # attempts that a browser retries only a second or more later.
-                for _ in range(_ACCEPT_BATCH):
-                    got = self._admit(lsock)
-                    if got <= 0:
-                        break
-                if got < 0:
-                    await asyncio.sleep_ms(100)
-            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as e:
-                raise e  # (native code has no bare re-raise)
-            except BaseException as e:  # MemoryError included: the loop must survive
-                self._accept_failed(e)
-                e = None
-                await asyncio.sleep_ms(50)
 
     @micropython.native  # per connection: no heap frame
     def _admit(self, lsock):
@@ -463,8 +472,8 @@ class Server:
         while True:
             pend = jobs[i]
             if pend is None:
-                if self._listener is None and self._serve_task is None:
-                    return  # stopped
+                if self._stopped:
+                    return
                 self._parked[i] = 1
                 try:
                     await aio.park()
@@ -667,7 +676,7 @@ class Server:
             status = accept(req)
             if status:
                 raise handshake.HandshakeError(status, "refused by the application")
-        chosen = handshake.choose_subprotocol(req, protocols) if protocols else None
+        chosen = handshake.choose_subprotocol(req, protocols, route[4]) if protocols else None
         if chosen is None and given == 2:
             # A browser that offered subprotocols must get one of them back.
             chosen = access.protocol.decode()  # pyright: ignore[reportOptionalMemberAccess]

@@ -75,18 +75,6 @@ def validate(cfg, heap_free=None):
     return cfg
 
 
-def report(cfg):
-    """The active settings as JSON, with the MicroPython version and platform."""
-    import json
-
-    v = sys.implementation.version
-    out = {"micropython": "%d.%d.%d" % (v[0], v[1], v[2]), "platform": sys.platform}
-    for k in dir(Config):
-        if k[0] != "_" and not callable(getattr(Config, k)):
-            out[k] = getattr(cfg, k)
-    return json.dumps(out)
-
-
 def _heap_free(usable=False):
     """The Python heap's free bytes (a board's gc.mem_free() adds the IDF
     block it could grow into); usable: plus what it may still grow."""

@@ -38,12 +38,19 @@ _DISCARD_READS = const(8)  # reads spent emptying the socket before close()
 
 
 class ConnectionClosed(Exception):
-    """Raised by receive()/send() once the connection is closed; .code, .reason."""
+    """Raised by receive()/send() once the connection is closed; .code, .reason.
 
-    def __init__(self, code, reason=""):
-        super().__init__(code, reason)
-        self.code = code
-        self.reason = reason
+    ConnectionClosed(code, reason). Both are read from the exception's args:
+    attributes set on it would give each one a table of its own, and one is
+    raised at every connection's end."""
+
+    @property
+    def code(self):
+        return self.args[0] if self.args else codec.CLOSE_ABNORMAL
+
+    @property
+    def reason(self):
+        return self.args[1] if len(self.args) > 1 else ""
 
 
 class WebSocket:
