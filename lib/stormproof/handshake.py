@@ -12,6 +12,8 @@ import hashlib
 import micropython
 from micropython import const
 
+from .mask import copy
+
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _ACCEPT_INPUT = bytearray(24) + _GUID  # Sec-WebSocket-Key, then the GUID: what the accept hashes
 _MAX_HEADERS = const(40)
@@ -476,20 +478,18 @@ def write_accept(buf, accept_key, chosen):
 @micropython.native
 def copy_into(buf, off, data):
     """Copy data (bytes-like, or an ASCII str) to buf at off; the offset after
-    it. Byte by byte: a slice assignment would allocate its slice object. A
-    view raises IndexError past its end instead of growing."""
+    it. No slice assignment: that would allocate its slice object. A view
+    raises IndexError past its end instead of growing."""
     n = len(data)
     if n > len(buf) - off:
         raise IndexError("answer over its buffer")
-    i = 0
     if isinstance(data, str):
+        i = 0
         while i < n:
             buf[off + i] = ord(data[i])
             i += 1
     else:
-        while i < n:
-            buf[off + i] = data[i]
-            i += 1
+        copy(buf, off, data, 0, n)
     return off + n
 
 
