@@ -109,3 +109,25 @@ def test_close_path_after_a_memory_error_allocates_nothing(hungry):
     with RawWS(at(hungry, "/ws")) as ws:
         ws.send(frame(TEXT, b"after"))
         assert ws.recv_message() == (TEXT, b"after")
+
+
+def test_a_handle_kept_past_its_connection_cannot_reach_the_next_client(hungry):
+    """The app keeps the first client's handle; the next client gets the same
+    slot. The stale handle reads None for the connection's particulars, keeps
+    its own close code, and its send raises instead of reaching the newcomer."""
+    settle(hungry)
+    with RawWS(at(hungry, "/keep?first=1")) as first:
+        first.send(frame(TEXT, b"one"))
+        assert first.recv_message() == (TEXT, b"one")
+        first.send(frame(CLOSE, close_payload(1000)))
+        assert first.expect_close()[0] == 1000
+        first.expect_eof()
+    settle(hungry)
+    with RawWS(at(hungry, "/keep")) as second:
+        assert second.recv_message() == (TEXT, b"None None True 1000 ConnectionClosed 1000")
+        second.send(frame(TEXT, b"two"))
+        assert second.recv_message() == (TEXT, b"two")  # nothing from the stale handle before it
+        second.send(frame(CLOSE, close_payload(1000)))
+        assert second.expect_close()[0] == 1000
+        second.expect_eof()
+    settle(hungry)

@@ -69,7 +69,7 @@ class Stats:
         self.slots_peak = 0
         self.handshakes_in_use = 0
         self.sockets_open = 0  # accepted and not yet closed, any phase
-        self.tasks = 0  # connection tasks alive (one per accepted socket, until its end)
+        self.tasks = 0  # connections a worker is serving (one per accepted socket, until its end)
         self.accepted = 0
         self.closed = 0
         self.accept_errors = 0

@@ -7,7 +7,7 @@ import sys
 sys.path.insert(0, "lib")
 
 import micropython  # noqa: E402
-from stormproof import Config, Server, overrides  # noqa: E402
+from stormproof import Config, ConnectionClosed, Server, overrides  # noqa: E402
 
 micropython.kbd_intr(-1)  # SIGINT ends the process (see main.py)
 settings = {"host": "127.0.0.1", "port": 8080}
@@ -67,6 +67,27 @@ async def text(ws):
 
 @server.websocket("/ws")
 async def echo(ws):
+    async for msg in ws:
+        await ws.send(msg)
+
+
+kept = None  # a handle kept past its connection's end, as a careless app might
+
+
+@server.websocket("/keep")
+async def keep(ws):
+    # The first client's handle is kept. The next one (on the same slot: the
+    # first free) hears what that stale handle reads and does, then echoes.
+    global kept
+    old = kept
+    kept = ws if old is None else None
+    if old is not None:
+        try:
+            await old.send("from a stale handle")
+            sent = "sent"
+        except ConnectionClosed as e:
+            sent = "ConnectionClosed %d" % e.code
+        await ws.send("%s %s %s %d %s" % (old.path, old.query, old.closed, old.close_code, sent))
     async for msg in ws:
         await ws.send(msg)
 
