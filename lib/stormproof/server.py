@@ -704,7 +704,7 @@ class Server:
                 # request is parsed, so its buffer holds the answer, which a
                 # fresh socket takes whole (pend.answered tells the caller).
                 n = handshake.write_accept(pend.buf, accept_key, None)
-                n = _put(pend.buf, n, self._next_refusal(_CLOSES))
+                n = handshake.copy_into(pend.buf, n, self._next_refusal(_CLOSES))
                 self._write_now(pend, pend.buf, 0, n)
             raise handshake.HandshakeError(503, "every slot busy", b"", counter)
         try:
@@ -950,7 +950,7 @@ class Server:
         answer is whole JSON or, before its first byte, a 503."""
         stats = self.stats
         buf = pend.buf
-        n = _put(buf, 0, _STATS_HEAD)
+        n = handshake.copy_into(buf, 0, _STATS_HEAD)
         item = 0
         while item < ITEMS and not head_only:
             m = stats.render(buf, n, item)
@@ -1255,9 +1255,3 @@ def address_key(addr):
         k = ((k << 5) ^ (k >> 25) ^ addr[i]) & 0x3FFFFFFF
         i += 1
     return k
-
-
-def _put(buf, off, data):
-    n = len(data)
-    buf[off : off + n] = data
-    return off + n

@@ -550,8 +550,12 @@ class WebSocket:
         slot = self._slot
         parser = slot.parser
         parser.drain_mode()
+        # Fed once even with no bytes at hand: a refused frame whose header is
+        # all in may be the peer's close itself (a fragmented close frame).
+        again = True
         while True:
-            if slot.rx_pos < slot.rx_end:
+            if again or slot.rx_pos < slot.rx_end:
+                again = False
                 ev = parser.feed(slot.rx, slot.rx_pos, slot.rx_end)
                 slot.rx_pos = parser.pos
                 if ev == codec.EV_CLOSE:

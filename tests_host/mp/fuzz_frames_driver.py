@@ -39,7 +39,9 @@ def feed_all(p, chunks, drain, out):
         buf = bytearray(JUNK_BEFORE) + chunk + JUNK_AFTER
         pos = len(JUNK_BEFORE)
         end = pos + len(chunk)
-        while pos < end:
+        again = False  # after drain_mode(): fed once more even at the end (as the server does)
+        while pos < end or again:
+            again = False
             ev = p.feed(buf, pos, end)
             if p.pos < pos or p.pos > end:
                 out.append(["pos", p.pos])
@@ -69,6 +71,7 @@ def feed_all(p, chunks, drain, out):
                     return
                 p.drain_mode()
                 draining = True
+                again = True
         if buf[: len(JUNK_BEFORE)] != JUNK_BEFORE or buf[end:] != JUNK_AFTER:
             out.append(["input_changed"])
             return
