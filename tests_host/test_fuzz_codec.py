@@ -30,22 +30,26 @@ def mp():
 
 def run(mp, max_message: int, cases: list[dict]) -> dict | None:
     """Feed every case in one request; the first case that breaks a property,
-    with what the device did and what it should have, else None."""
-    req = {"max": max_message, "cases": [{"chunks": [c.hex() for c in k["chunks"]], "drain": k["drain"]}
-                                         for k in cases]}  # fmt: skip
-    results = mp(req)["results"]
-    assert len(results) == len(cases)
-    for case, res in zip(cases, results, strict=True):
-        data = b"".join(case["chunks"])
-        want = fuzz_ref.frames(data, max_message, case["drain"])
-        if "exc" in res or not res["guards"] or res["events"] != want:
-            return {
-                "max": max_message,
-                "drain": case["drain"],
-                "chunks": [c.hex() for c in case["chunks"]],
-                "got": res,
-                "want": want,
-            }
+    with what the device did and what it should have, else None. Each case
+    runs twice: payload fed through the read chunk, and taken straight into
+    the message buffer (direct_room()/took(), the Receiver's long reads)."""
+    for direct in (0, 1):
+        req = {"max": max_message, "cases": [{"chunks": [c.hex() for c in k["chunks"]], "drain": k["drain"],
+                                              "direct": direct} for k in cases]}  # fmt: skip
+        results = mp(req)["results"]
+        assert len(results) == len(cases)
+        for case, res in zip(cases, results, strict=True):
+            data = b"".join(case["chunks"])
+            want = fuzz_ref.frames(data, max_message, case["drain"])
+            if "exc" in res or not res["guards"] or res["events"] != want:
+                return {
+                    "max": max_message,
+                    "drain": case["drain"],
+                    "direct": direct,
+                    "chunks": [c.hex() for c in case["chunks"]],
+                    "got": res,
+                    "want": want,
+                }
     return None
 
 

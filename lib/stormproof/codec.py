@@ -203,6 +203,33 @@ class FrameParser:
         return self._frame_done() or _MORE
 
     @micropython.native
+    def direct_room(self):
+        """Payload bytes of the data frame being read that are still to come:
+        the caller may read them straight into the message buffer at msg_len
+        and hand them over with took(). 0 outside a data frame's payload."""
+        if self._left > 0 and self._op < OP_CLOSE and not self._closing:
+            return self._left
+        return 0
+
+    @micropython.native
+    def took(self, n):
+        """n payload bytes (at most direct_room()) were read into
+        message[msg_len:msg_len + n], still masked: unmask them in place and
+        go on as feed() would; the event, EV_NONE if none yet."""
+        msg = self.message
+        self._phase = unmask_copy(msg, self.msg_len, msg, self.msg_len, n, self._key, self._phase)
+        self.msg_len += n
+        left = self._left - n
+        self._left = left
+        if self._msg_op == OP_TEXT:
+            self._utf8 = utf8.scan(msg, self.msg_len - n, self.msg_len, self._utf8)
+            if self._utf8 == utf8.REJECT:
+                return self._fail(CLOSE_INVALID_DATA, "invalid UTF-8 in text message", left or -1)
+        if left:
+            return EV_NONE
+        return self._frame_done()
+
+    @micropython.native
     def _unmask(self, buf, n):
         if self._op >= OP_CLOSE:
             self._phase = unmask_copy(

@@ -37,11 +37,13 @@ def _copy(dst: ptr8, doff: int, src: ptr8, soff: int, n: int):
 
 
 @micropython.viper
-def _set_view_len(view, n: int, index: int):
-    """Set the length of a memoryview in place (its `len` field, 32-bit word
-    `index` of the object). Used only once startup.view_len_index() has
-    checked it works on this build."""
+def _set_view(view, off: int, n: int, index: int):
+    """Point a memoryview at view[off:off + n] of its own buffer, in place:
+    its `len` field (32-bit word `index` of the object) and its offset (the
+    bits above the typecode's 8, two words before). Used only once
+    startup.view_len_index() has checked it works on this build."""
     p = ptr32(id(view))  # noqa: F821 (a viper built-in)
+    p[index - 2] = (off << 8) | (p[index - 2] & 0xFF)
     p[index] = n
 
 
@@ -53,9 +55,9 @@ if TYPE_CHECKING:
 
     def copy(dst: bytearray, doff: int, src, soff: int, n: int) -> None: ...
 
-    def set_view_len(view: memoryview, n: int, index: int) -> None: ...
+    def set_view(view: memoryview, off: int, n: int, index: int) -> None: ...
 
 else:
     unmask_copy = _unmask_copy
     copy = _copy
-    set_view_len = _set_view_len
+    set_view = _set_view

@@ -12,7 +12,7 @@ from micropython import const
 
 from . import aio, handshake
 from .config import BUFFER_CAP, Config, ConfigError
-from .mask import set_view_len
+from .mask import set_view
 
 _HEAP_RESERVE = const(16 * 1024)  # left for the app, asyncio, sockets and GC slack
 _IPPROTO_TCP = const(6)  # Linux's numbers, for the unix port
@@ -226,18 +226,23 @@ def _prebuilt(status, body, extra):
 
 
 def view_len_index():
-    """The 32-bit word index of a memoryview's length, if setting it in place
-    works on this build (checked on a probe view), else -1.
+    """The 32-bit word index of a memoryview's length, if setting it and the
+    view's offset in place works on this build (checked on a probe view),
+    else -1.
 
     A memoryview is (type, typecode and offset, len, items): len is the
     third machine word. Setting it lets one view per slot show each message
-    at its length, where a slice would be a new object per message."""
+    at its length, where a slice would be a new object per message; setting
+    the offset too lets a long payload be read straight into the message
+    buffer where it belongs."""
     import sys
 
     index = 4 if sys.maxsize > 0xFFFFFFFF else 2
     buf = bytearray(b"abcd")
     view = memoryview(buf)
-    set_view_len(view, 2, index)
-    ok = len(view) == 2 and bytes(view) == b"ab"
-    set_view_len(view, 4, index)
-    return index if ok and len(view) == 4 and view[3] == 100 else -1
+    set_view(view, 1, 2, index)
+    ok = len(view) == 2 and bytes(view) == b"bc"
+    view[0] = 66  # writes go where reads come from
+    ok = ok and buf == bytearray(b"aBcd")
+    set_view(view, 0, 4, index)
+    return index if ok and len(view) == 4 and view[3] == 100 and view[0] == 97 else -1

@@ -27,7 +27,7 @@ except ImportError:
 if TYPE_CHECKING:
     from typing import Any
 from .aio import wait_readable, wait_writable
-from .mask import copy, set_view_len
+from .mask import copy, set_view
 from .stats import ITEMS
 
 _OPEN = const(0)
@@ -173,7 +173,7 @@ class WebSocket:
                 raise ValueError("max_message too small for the stats report")
         r = slot.receiver
         if r.view_len >= 0:
-            set_view_len(r._view, n, r.view_len)
+            set_view(r._view, 0, n, r.view_len)
             return r._view
         return r._view[:n]
 
@@ -209,18 +209,20 @@ class WebSocket:
         return None
 
     @micropython.native  # per socket read: no heap frame for its try block
-    def _fill(self):
-        """Read into the slot's rx buffer without waiting: bytes read, None
-        if nothing has arrived, 0 at EOF, -1 on a socket error. (Not a
-        coroutine: one frame less per connection and per read.)"""
+    def _fill(self, direct=None):
+        """Read into the slot's rx buffer (or, `direct`, a view into the
+        message buffer) without waiting: bytes read, None if nothing has
+        arrived, 0 at EOF, -1 on a socket error. (Not a coroutine: one
+        frame less per connection and per read.)"""
         slot = self._slot
         try:
-            n = slot.sock.readinto(slot.rx)
+            n = slot.sock.readinto(slot.rx if direct is None else direct)
         except OSError:
             return -1
         if n:
-            slot.rx_pos = 0
-            slot.rx_end = n
+            if direct is None:
+                slot.rx_pos = 0
+                slot.rx_end = n
             slot.last_rx = aio.now()
         return n
 
@@ -626,26 +628,37 @@ class Receiver:
             if slot.rx_pos < slot.rx_end:
                 ev = parser.feed(slot.rx, slot.rx_pos, slot.rx_end)
                 slot.rx_pos = parser.pos
-                if ev == codec.EV_NONE:
-                    continue
-                if ev <= codec.EV_BINARY:
-                    if ws._state != _OPEN:  # pyright: ignore[reportOptionalMemberAccess]
-                        continue  # data after our close frame is discarded (7.1.1)
-                    return self._message(ws, slot, ev)
-                sub = ws._event(ev)  # pyright: ignore[reportOptionalMemberAccess]
-                if sub is not None:
-                    self.sub = sub
+            else:
+                # A payload longer than the read chunk is read straight into
+                # the message buffer, where it belongs: one read instead of
+                # one per chunk, and no copy through the chunk.
+                room = parser.direct_room() if self.view_len >= 0 else 0
+                if room > len(slot.rx):
+                    set_view(self._view, parser.msg_len, room, self.view_len)
+                    n = ws._fill(self._view)  # pyright: ignore[reportOptionalMemberAccess]
+                else:
+                    n = ws._fill()  # pyright: ignore[reportOptionalMemberAccess]
+                if n is None:
+                    aio.arm_read(slot.sock)  # pyright: ignore[reportOptionalMemberAccess]
+                    return None
+                if n <= 0:
+                    self.sub = ws.shutdown(codec.CLOSE_ABNORMAL, "connection lost", "peer_reset")  # pyright: ignore[reportOptionalMemberAccess]
                     return self.__next__()
-                if ws._state == _CLOSED:  # pyright: ignore[reportOptionalMemberAccess]
-                    raise ConnectionClosed(ws.close_code, ws.close_reason)  # pyright: ignore[reportOptionalMemberAccess]
+                if room <= len(slot.rx):
+                    continue  # in the read chunk: fed above
+                ev = parser.took(n)
+            if ev == codec.EV_NONE:
                 continue
-            n = ws._fill()  # pyright: ignore[reportOptionalMemberAccess]
-            if n is None:
-                aio.arm_read(slot.sock)  # pyright: ignore[reportOptionalMemberAccess]
-                return None
-            if n <= 0:
-                self.sub = ws.shutdown(codec.CLOSE_ABNORMAL, "connection lost", "peer_reset")  # pyright: ignore[reportOptionalMemberAccess]
+            if ev <= codec.EV_BINARY:
+                if ws._state != _OPEN:  # pyright: ignore[reportOptionalMemberAccess]
+                    continue  # data after our close frame is discarded (7.1.1)
+                return self._message(ws, slot, ev)
+            sub = ws._event(ev)  # pyright: ignore[reportOptionalMemberAccess]
+            if sub is not None:
+                self.sub = sub
                 return self.__next__()
+            if ws._state == _CLOSED:  # pyright: ignore[reportOptionalMemberAccess]
+                raise ConnectionClosed(ws.close_code, ws.close_reason)  # pyright: ignore[reportOptionalMemberAccess]
 
     @micropython.native
     def _message(self, ws, slot, ev):
@@ -656,7 +669,7 @@ class Receiver:
         slot.last_message = aio.now()
         slot.is_text = ev == codec.EV_TEXT
         if self.view_len >= 0:
-            set_view_len(self._view, n, self.view_len)
+            set_view(self._view, 0, n, self.view_len)
             raise self._done
         raise StopIteration(self._view[:n])  # (never shortened: the whole buffer)
 

@@ -2,7 +2,7 @@
 # fed the way websocket.py feeds it (feed(rx, pos, end) while bytes remain;
 # after an error, drain_mode() until the peer's close, as _await_peer_close does).
 # stdin, one JSON object a line:
-#   {"max": 64, "cases": [{"chunks": ["hex", ...], "drain": 0|1}, ...]}
+#   {"max": 64, "cases": [{"chunks": ["hex", ...], "drain": 0|1, "direct": 0|1}, ...]}
 #   {"headers": [n, ...]}   write_header() of a binary frame of n bytes (fin when n is even)
 # stdout: {"results": [{"events": [...], "guards": true}, ...]}; "exc" (an
 # exception escaped) and the events ["pos", n] (feed() stopped outside the
@@ -33,7 +33,11 @@ def guards_ok(raw, n):
     return raw[:GUARD] == pad and raw[GUARD + n :] == pad
 
 
-def feed_all(p, chunks, drain, out):
+def feed_all(p, chunks, drain, out, direct=0):
+    # direct: payload bytes go straight into the message buffer whenever the
+    # parser has room for them (direct_room(), then took()), as the server's
+    # Receiver reads a long payload; here at every point, not only after a
+    # whole read chunk, so both ways of taking bytes meet everywhere.
     draining = False
     for chunk in chunks:
         buf = bytearray(JUNK_BEFORE) + chunk + JUNK_AFTER
@@ -42,16 +46,27 @@ def feed_all(p, chunks, drain, out):
         again = False  # after drain_mode(): fed once more even at the end (as the server does)
         while pos < end or again:
             again = False
-            ev = p.feed(buf, pos, end)
-            if p.pos < pos or p.pos > end:
-                out.append(["pos", p.pos])
-                return
-            pos = p.pos
-            if ev == codec.EV_NONE:
-                if pos != end:
+            room = p.direct_room() if direct else 0
+            if room and pos < end:
+                n = min(room, end - pos)
+                msg, at = p.message, p.msg_len
+                for i in range(n):  # what readinto() into the view would do
+                    msg[at + i] = buf[pos + i]
+                pos += n
+                ev = p.took(n)
+                if ev == codec.EV_NONE:
+                    continue
+            else:
+                ev = p.feed(buf, pos, end)
+                if p.pos < pos or p.pos > end:
                     out.append(["pos", p.pos])
                     return
-                continue
+                pos = p.pos
+                if ev == codec.EV_NONE:
+                    if pos != end:
+                        out.append(["pos", p.pos])
+                        return
+                    continue
             if draining:
                 if ev == codec.EV_CLOSE:
                     out.append(["close"])
@@ -102,7 +117,8 @@ for line in sys.stdin:
         out = []
         res = {"events": out}
         try:
-            feed_all(p, [bytes.fromhex(c) for c in case["chunks"]], case.get("drain", 0), out)
+            chunks = [bytes.fromhex(c) for c in case["chunks"]]
+            feed_all(p, chunks, case.get("drain", 0), out, case.get("direct", 0))
         except Exception as e:  # noqa: BLE001 (reported, and fails the test)
             res["exc"] = repr(e)
         res["guards"] = guards_ok(msg_raw, m) and guards_ok(ctl_raw, 125)
