@@ -23,37 +23,36 @@ from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 BIG = 1 << 24
 
 
-def shortest_lengths(data: bytes) -> bool:
-    """Is every frame header that can be followed in its shortest length form?"""
+def headers(data: bytes):
+    """(pos, length field size, payload length) of every frame header in data
+    that can be followed, in order."""
     pos = 0
     while pos + 2 <= len(data):
         got = fuzz_ref._length(data, pos)
         if got is None:
-            return True
+            return
         size, n = got
-        if (size == 4 and n <= 125) or (size == 10 and n <= 0xFFFF):
-            return False
+        yield pos, size, n
         pos += size + (4 if data[pos + 1] & 0x80 else 0) + n
-    return True
+
+
+def shortest_lengths(data: bytes) -> bool:
+    """Is every frame header that can be followed in its shortest length form?"""
+    return not any(
+        (size == 4 and n <= 125) or (size == 10 and n <= 0xFFFF) for _, size, n in headers(data)
+    )
 
 
 def closes_with_1014(data: bytes) -> bool:
     """Does a close frame in data carry code 1014? wsproto refuses that code
     (1002), RFC 6455's registry has it (Bad Gateway): its answers differ."""
-    pos = 0
-    while pos + 2 <= len(data):
-        got = fuzz_ref._length(data, pos)
-        if got is None:
-            return False
-        size, n = got
+    for pos, size, n in headers(data):
         masked = data[pos + 1] & 0x80
         start = pos + size + (4 if masked else 0)
         if data[pos] & 0x0F == 8 and n >= 2 and start + 2 <= len(data):
             key = data[pos + size : pos + size + 4] if masked else bytes(4)
-            code = fuzz_ref._unmask(data[start : start + 2], key)
-            if code == b"\x03\xf6":
+            if fuzz_ref._unmask(data[start : start + 2], key) == b"\x03\xf6":
                 return True
-        pos = start + n
     return False
 
 
