@@ -411,7 +411,7 @@ class Server:
         if isinstance(e, MemoryError):
             self.stats.memory_errors += 1
         self._log_failure("accept", e)
-        # A carrier that got its socket but not its task would leak both;
+        # A carrier given its socket but not its worker would leak both;
         # its client is told to come back (503) rather than reset.
         for p in self._carriers:
             if p.sock is not None and p.task is None:
