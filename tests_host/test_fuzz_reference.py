@@ -86,6 +86,9 @@ def test_reference_agrees_with_wsproto(data):
     want = fuzz_ref.frames(data, BIG, False)
     assume(shortest_lengths(data))
     assume(not closes_with_1014(data))
+    # A 64-bit length with its top bit set is a protocol error (RFC 6455
+    # 5.2): the device and the reference say 1002, wsproto does not check it.
+    assume(not any(n >> 63 for _, _, n in headers(data)))
     assume(not want or want[-1][:2] not in (["error", 1009], ["close", 1014]))
     got = wsproto_events(data)
     if want and want[-1][0] == "error" and got == want[:-1]:
