@@ -3,8 +3,9 @@
 Pure: it works on a request already read into a fixed buffer and never
 touches a socket. Header values are looked up and token lists scanned in
 that buffer, in place, so a hostile request (a thousand list elements, bytes
-that are not text) costs no allocation; strings are made only for the
-request line and for the few headers a caller asks for.
+that are not text) costs no allocation; strings are made only for a
+method or path the server does not know, a query, and the headers a caller
+asks for.
 """
 
 import hashlib
@@ -136,8 +137,9 @@ class Request:
     """One parsed request; `buf` must stay untouched while it is used.
 
     The server keeps one per request buffer and parses each new request
-    into it (parse()), so a request allocates only its method, path and
-    query strings. A handler gets it for the length of its call."""
+    into it (parse()); its method and path are existing strings when the
+    server knows them, so a usual request allocates nothing but a query
+    string, if it has one. A handler gets it for the length of its call."""
 
     @micropython.native
     def __init__(self, buf, end=-1):
