@@ -7,6 +7,7 @@ clients: each is a different address to the server.
 
 from __future__ import annotations
 
+import json
 import select
 
 import pytest
@@ -20,6 +21,7 @@ from wsutil import (
     close_payload,
     connect,
     frame,
+    get,
     get_stats,
     parse_response,
     read_head,
@@ -63,6 +65,18 @@ def test_without_the_token_401_and_with_it_in(spawn):
     settle(t)
     # The secret never reaches the log.
     assert "s3cret" not in t.process.output()
+
+
+def test_config_page_does_not_show_the_token(spawn):
+    # /config is open to anyone who reaches the device (a board always
+    # serves it): it says a token is set, never what it is.
+    t = spawn(token="s3cret-Token_1", profile="test")
+    status, _, body = get(t, "/config")
+    assert status == 200
+    assert b"s3cret" not in body
+    config = json.loads(body)
+    assert config["token"] == "(hidden)" and config["max_clients"] == 4
+    settle(t)
 
 
 def test_an_address_that_keeps_failing_waits(spawn):

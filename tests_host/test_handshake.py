@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
+from pathlib import Path
+
 import pytest
+from conftest import mp_driver
 from wsutil import RawWS, accept_for, get, http, new_key, parse_response, recv_until_closed
+
+SHA1_DRIVER = Path(__file__).parent / "mp" / "sha1_driver.py"
 
 
 def upgrade(target, headers: dict[str, str | None], method="GET", path=None, version="HTTP/1.1"):
@@ -33,6 +40,22 @@ def test_rfc_sample_key(quiet):
     status, headers, _ = upgrade(quiet, {"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
     assert status == 101
     assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def test_sha1_kernel_matches_hashlib_across_padding_boundaries():
+    # The accept key's SHA-1 runs in a viper kernel with fixed buffers; every
+    # length up to three blocks covers each place the padding can fall (55,
+    # 56, 63, 64 bytes...), and the hashlib fallback gives the same keys.
+    rng = random.Random(6455)
+    messages = [rng.randbytes(n) for n in range(0, 200)]
+    keys = ["dGhlIHNhbXBsZSBub25jZQ=="] + [new_key() for _ in range(50)]
+    with mp_driver(SHA1_DRIVER) as ask:
+        reply = ask({"messages": [m.hex() for m in messages], "keys": keys})
+    assert reply["digests"] == [hashlib.sha1(m).hexdigest() for m in messages]
+    expected = [accept_for(k) for k in keys]
+    assert reply["accept"] == {"kernel": expected, "hashlib": expected}
+    assert expected[0] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert reply["kernel_ok"] is True
 
 
 def test_header_tokens_are_case_insensitive_lists(quiet):

@@ -28,6 +28,8 @@ from wsutil import (
     http,
     new_key,
     parse_response,
+    read_head,
+    recv_until_closed,
     upgrade_request,
 )
 
@@ -131,6 +133,29 @@ def test_browser_refusal_off_gives_browsers_a_503_too(spawn):
     try:
         status, headers, _ = http(t, upgrade_request(t, extra=origin_of(t)))
         assert status == 503 and int(headers["retry-after"]) >= 1
+    finally:
+        held.close()
+    settle(t)
+
+
+def test_retry_after_delays_take_turns_in_well_formed_503s(spawn):
+    # The delay is written into one prebuilt 503 at each refusal. From 9 the
+    # turns reach 10 and 11: more digits than the configured value, which
+    # must still give a valid header and an unchanged Content-Length.
+    t = spawn(max_clients=1, retry_after=9)
+    held = RawWS(t)
+    try:
+        delays = []
+        for _ in range(3):
+            with connect(t) as s:
+                s.sendall(upgrade_request(t))
+                data = read_head(s) + recv_until_closed(s)
+            status, headers, body = parse_response(data)
+            assert status == 503 and int(headers["content-length"]) == len(body), data
+            m = re.search(rb"\r\nRetry-After:[ \t]*([0-9]+)\r\n", data)
+            assert m, data
+            delays.append(int(m.group(1)))
+        assert sorted(delays) == [9, 10, 11], delays
     finally:
         held.close()
     settle(t)

@@ -12,7 +12,7 @@ import micropython
 from micropython import const
 
 from . import utf8
-from .mask import unmask_copy
+from .kernels import unmask_copy
 
 # Opcodes (RFC 6455 section 5.2)
 OP_CONT = const(0)

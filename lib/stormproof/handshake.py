@@ -8,15 +8,13 @@ method or path the server does not know, a query, and the headers a caller
 asks for.
 """
 
-import hashlib
-
 import micropython
 from micropython import const
 
-from .mask import copy
+from .kernels import copy, sha1
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_ACCEPT_INPUT = bytearray(24) + _GUID  # Sec-WebSocket-Key, then the GUID: what the accept hashes
+# What the accept hashes: the Sec-WebSocket-Key (24 bytes), then the GUID.
+_ACCEPT_INPUT = bytearray(24) + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEADERS = const(40)
 _MAX_REQUEST_LINE = const(1024)
 _LF = const(10)
@@ -353,16 +351,20 @@ def check_upgrade(req):
     if not key_valid(buf, a, b):
         raise HandshakeError(400, "Sec-WebSocket-Key is not 16 bytes in base64")
     req.has_token(b"sec-websocket-protocol", b",", False)  # checks it now, before a slot is taken
-    # The key (24 bytes: key_valid) is copied next to the GUID in a buffer
-    # made once, not joined to it in new bytes objects at every handshake.
-    key = _ACCEPT_INPUT
-    i = 0
-    while i < 24:
-        key[i] = buf[a + i]
-        i += 1
-    # The SHA-1 object and its 20-byte digest are the handshake's only
-    # allocations here; the base64 goes into a buffer made once.
-    return _base64_into(_ACCEPT_KEY, hashlib.sha1(key).digest())
+    return accept_key(buf, a)
+
+
+def accept_key(buf, a):
+    """Sec-WebSocket-Accept for the 24-byte key at buf[a:], in a buffer made
+    once (valid until the next handshake). The key goes next to the GUID
+    and the digest into the answer's buffer, where it becomes its base64:
+    nothing is allocated."""
+    copy(_ACCEPT_INPUT, 0, buf, a, 24)
+    digest(_ACCEPT_KEY, _ACCEPT_INPUT, 60)
+    return _base64_in_place(_ACCEPT_KEY)
+
+
+digest = sha1  # into a fixed buffer; startup swaps in hashlib if need be
 
 
 _B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -370,26 +372,25 @@ _ACCEPT_KEY = bytearray(28)  # Sec-WebSocket-Accept: base64 of a SHA-1 digest
 
 
 @micropython.native
-def _base64_into(out, data):
-    """Base64 of data (20 bytes: a SHA-1 digest) into out (28 bytes); out."""
-    i = 0
-    o = 0
-    n = len(data)
-    while i + 3 <= n:
-        v = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2]
-        out[o] = _B64[v >> 18]
-        out[o + 1] = _B64[(v >> 12) & 63]
-        out[o + 2] = _B64[(v >> 6) & 63]
-        out[o + 3] = _B64[v & 63]
-        i += 3
-        o += 4
-    if n - i == 2:  # 20 = 6 * 3 + 2: one '=' of padding
-        v = (data[i] << 16) | (data[i + 1] << 8)
-        out[o] = _B64[v >> 18]
-        out[o + 1] = _B64[(v >> 12) & 63]
-        out[o + 2] = _B64[(v >> 6) & 63]
-        out[o + 3] = 61
-    return out
+def _base64_in_place(buf):
+    """buf[0:28] = base64 of the 20-byte digest in buf[0:20]; buf. Written
+    from the end: each group's 4 characters land at or after the 3 bytes
+    they come from, past every byte still to be read."""
+    v = (buf[18] << 16) | (buf[19] << 8)  # 20 = 6 * 3 + 2: one '=' of padding
+    buf[24] = _B64[v >> 18]
+    buf[25] = _B64[(v >> 12) & 63]
+    buf[26] = _B64[(v >> 6) & 63]
+    buf[27] = 61
+    i = 15
+    while i >= 0:
+        v = (buf[i] << 16) | (buf[i + 1] << 8) | buf[i + 2]
+        o = i // 3 * 4
+        buf[o] = _B64[v >> 18]
+        buf[o + 1] = _B64[(v >> 12) & 63]
+        buf[o + 2] = _B64[(v >> 6) & 63]
+        buf[o + 3] = _B64[v & 63]
+        i -= 3
+    return buf
 
 
 SECRET = const(2)  # has_token's `fold` for a secret

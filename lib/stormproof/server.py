@@ -47,9 +47,10 @@ _KEEPALIVE = const(2)  # the ping's pong is overdue: dead or half-open peer (101
 _IDLE = const(3)  # no message for idle_timeout (1001)
 _PING = const(4)  # silent for ping_interval: send a keepalive ping
 _KICK = const(5)  # the closing handshake overran close_timeout: close TCP now
-_REFUSALS = const(3)  # 503s with different Retry-After delays (startup.build)
-_CLOSES = const(3)  # where their 1013 close frames start in the same list
-_TOO_MANY = const(6)  # ...and the 429
+_REFUSALS = const(3)  # Retry-After delays the 503 takes in turn (startup.build)
+_CLOSES = const(1)  # where the matching 1013 close frames start in the same list
+_TOO_MANY = const(4)  # ...and the 429
+_COLON = const(58)
 _STATS_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n"
 
 
@@ -446,10 +447,24 @@ class Server:
 
     @micropython.native
     def _next_refusal(self, close=0):
-        """The next of the prebuilt 503s (or, with close=_CLOSES, of the 1013
-        close frames that match them): their retry delays take turns."""
-        self._refusal_turn = (self._refusal_turn + 1) % _REFUSALS
-        return self._refusals[close + self._refusal_turn]
+        """The prebuilt 503 with the next retry delay (or, with
+        close=_CLOSES, the 1013 close frame with it): delays take turns, so
+        refused clients do not all come back in the same second. The delay
+        is written into the one 503 in place; a 503 still being sent is
+        told one delay or another, either of them valid."""
+        turn = self._refusal_turn = (self._refusal_turn + 1) % _REFUSALS
+        if close:
+            return self._refusals[close + turn]
+        buf = self._refusals[0]
+        i = buf.find(b"\r\n", buf.find(b"Retry-After:")) - 1
+        v = self.config.retry_after + turn
+        digit = True
+        while buf[i] != _COLON:  # digits from the right, then spaces
+            buf[i] = 48 + v % 10 if digit else 32
+            v //= 10
+            digit = v > 0
+            i -= 1
+        return buf
 
     @micropython.native
     def _close_raw(self, sock):

@@ -12,7 +12,7 @@ from micropython import const
 
 from . import aio, handshake
 from .config import BUFFER_CAP, Config, ConfigError
-from .mask import set_view
+from .kernels import set_view
 
 _HEAP_RESERVE = const(16 * 1024)  # left for the app, asyncio, sockets and GC slack
 _IPPROTO_TCP = const(6)  # Linux's numbers, for the unix port
@@ -138,6 +138,8 @@ def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
     bottom of the heap, so what connections allocate and free later never
     has a long-lived object between it and the free space above."""
     receiver_class.view_len = view_len_index()
+    if not sha1_kernel_ok():
+        handshake.digest = _hashlib_digest
     # At most the listener and every connection reading or open wait at once.
     aio.install(1 + cfg.max_clients + cfg.handshakes)
     gc.collect()
@@ -148,13 +150,14 @@ def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
     ]
     # Every handshake carrier, the pool's and the slots' own.
     carriers = pending + [s.pending for s in slots if s.pending is not None]
-    # 503s with Retry-After jitter, so refused clients do not all come back
-    # in the same second; built now so a refusal allocates nothing.
+    # The 503, built now so a refusal allocates nothing. Its Retry-After
+    # value is rewritten in place at each refusal (Server._next_refusal) so
+    # refused clients do not all come back in the same second: room for the
+    # longest of the 3 delays, right-aligned after optional whitespace.
     body = b"server full: every WebSocket slot is in use; retry later\n"
-    refusals = [
-        _prebuilt(503, body, "Retry-After: %d\r\n" % (cfg.retry_after + extra))
-        for extra in range(3)
-    ]
+    delay = str(cfg.retry_after)
+    pad = " " * (len(str(cfg.retry_after + 2)) - len(delay))
+    refusals: list = [bytearray(_prebuilt(503, body, "Retry-After: %s%s\r\n" % (pad, delay)))]
     # The same refusal for browsers, which cannot read a 503 (a refused
     # handshake reaches a page as close code 1006): close frames with 1013
     # and the delay in milliseconds, sent right behind a 101.
@@ -223,6 +226,23 @@ def _prebuilt(status, body, extra):
         handshake.NO_STORE + extra,
     )
     return head.encode() + body
+
+
+def sha1_kernel_ok():
+    """Whether the viper SHA-1 gives RFC 6455's own example accept
+    (section 1.3) on this build: its 32-bit arithmetic is the kind of code
+    a port's native emitter could get wrong, and a wrong accept would fail
+    every handshake."""
+    return handshake.accept_key(b"dGhlIHNhbXBsZSBub25jZQ==", 0) == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def _hashlib_digest(out, msg, n):
+    """handshake.digest on a build where the viper SHA-1 is wrong: hashlib's
+    SHA-1 of the accept's 60 bytes, with a hash object and a digest made at
+    every handshake (and this module kept in RAM)."""
+    import hashlib
+
+    out[0:20] = hashlib.sha1(memoryview(msg)[:n]).digest()
 
 
 def view_len_index():

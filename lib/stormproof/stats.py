@@ -19,7 +19,7 @@ except ImportError:
 if TYPE_CHECKING:
     from .log import Log
 
-from .mask import copy
+from .kernels import copy
 
 _PIECE_MAX = const(480)  # bytes a piece of the report takes at most
 

@@ -27,7 +27,7 @@ except ImportError:
 if TYPE_CHECKING:
     from typing import Any
 from .aio import wait_readable, wait_writable
-from .mask import copy, set_view
+from .kernels import copy, set_view
 from .stats import ITEMS
 
 _OPEN = const(0)
