@@ -1,6 +1,6 @@
 """The sweep's rules at a fixed clock, run by MicroPython itself.
 
-stormproof.server.slot_due and request_expired are pure functions of
+stormproof.sweep.slot_due and request_expired are pure functions of
 (state, config, now): here each deadline is checked on its boundary, in its
 order of precedence, and across the wrap of MicroPython's millisecond ticks.
 """

@@ -42,15 +42,14 @@ HOT = (
     ("codec", "FrameParser._close_frame"),
     ("codec", "write_header"),
     # every sweep (4 a second, idle or not)
-    ("server", "Server._sweep_once"),
-    ("server", "Server._sweep_slot"),
+    ("sweep", "once"),
+    ("sweep", "_apply"),
     ("server", "Server._close_refused"),
-    ("server", "Server._ping"),
-    ("server", "slot_due"),
-    ("server", "request_expired"),
+    ("sweep", "ping"),
+    ("sweep", "slot_due"),
+    ("sweep", "request_expired"),
     # every refusal: probing silent slots
-    ("server", "Server._probe_silent"),
-    ("server", "Server._probe"),
+    ("sweep", "probe_silent"),
     # every /stats report
     ("stats", "Stats.render"),
     ("stats", "Stats._heap"),

@@ -1,4 +1,4 @@
-"""The server: a fixed slot table, admission at accept, one sweep for every deadline.
+"""The server: a fixed slot table, its workers, admission at accept, plain HTTP answers.
 
     accept ──► request buffer: the pool's, else a free slot's ──► WebSocket slot
        │            │  plain HTTP: page, /stats, 404 ...           (buffers for life)
@@ -13,8 +13,8 @@ in Server.__init__ and reused; a connection only borrows it. So are the
 workers: one long-lived coroutine per slot and per pool carrier, each
 serving connection after connection, so a connection costs no task and no
 coroutine. A worker's `finally` is the only place a connection's socket is
-closed and its slot returned. The sweep task never closes anything itself:
-it cancels the worker, whose close path does the rest.
+closed and its slot returned. The sweep (sweep.py) never closes anything
+itself: it cancels the worker, whose close path does the rest.
 """
 
 import asyncio
@@ -25,7 +25,7 @@ import time
 import micropython
 from micropython import const
 
-from . import aio, codec, handshake
+from . import aio, codec, handshake, sweep
 from .aio import wait_readable, wait_writable
 from .config import Config, _startup
 from .log import Log
@@ -40,13 +40,6 @@ _LINGER_MS = const(1000)
 _LINGER_IDLE_MS = const(100)
 _LINGER_STEP_MS = const(20)
 
-# What the sweep does for a slot (slot_due): the deadline it has passed.
-_NOTHING = const(0)
-_SEND_TIMEOUT = const(1)  # a send has waited send_timeout: the client stopped reading (1008)
-_KEEPALIVE = const(2)  # the ping's pong is overdue: dead or half-open peer (1011)
-_IDLE = const(3)  # no message for idle_timeout (1001)
-_PING = const(4)  # silent for ping_interval: send a keepalive ping
-_KICK = const(5)  # the closing handshake overran close_timeout: close TCP now
 _REFUSALS = const(3)  # Retry-After delays the 503 takes in turn (startup.build)
 _CLOSES = const(1)  # where the matching 1013 close frames start in the same list
 _TOO_MANY = const(4)  # ...and the 429
@@ -280,7 +273,7 @@ class Server:
         # (A task made before the event loop runs waits in its queue until it
         # does.) Long-lived, so made at start, next to the tables.
         if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.create_task(self._sweep())
+            self._sweeper = asyncio.create_task(sweep.run(self))
         for i in range(len(self._workers)):
             if self._workers[i] is None or self._workers[i].done():  # pyright: ignore[reportOptionalMemberAccess]
                 self._parked[i] = 0
@@ -311,7 +304,7 @@ class Server:
                 p.task.cancel()
         for slot in self.slots:
             if slot.task is not None:
-                self._abort(slot, codec.CLOSE_GOING_AWAY, "server shutting down", "shutdown")
+                sweep.abort(slot, codec.CLOSE_GOING_AWAY, "server shutting down", "shutdown")
         # Let each connection run its close path, bounded by close_timeout.
         start = aio.now()
         while (
@@ -374,7 +367,7 @@ class Server:
         pend = self._free_pending() if w >= 0 else None
         if pend is None:
             stats.refused_busy += 1
-            self._probe_silent()
+            sweep.probe_silent(self)
             # No buffer is spent: a prebuilt answer, written without waiting.
             self._answer_now(sock, self._next_refusal())
             self._close_later(sock)
@@ -577,7 +570,7 @@ class Server:
                 except handshake.HandshakeError as e:
                     setattr(stats, e.counter, getattr(stats, e.counter) + 1)
                     if e.status == 503:  # every slot busy: the prebuilt answer
-                        self._probe_silent()
+                        sweep.probe_silent(self)
                         if pend is not None and pend.answered:  # 101 and close 1013, for a browser
                             # RFC 6455 7.1.1: the server closes TCP first, once
                             # the client's close frame is in (the sweep bounds
@@ -820,7 +813,7 @@ class Server:
                 victim = slot
         if victim is not None:
             retry = "retry=%d" % (self.config.retry_after * 1000)
-            self._abort(victim, codec.CLOSE_TRY_AGAIN, retry, "fair_share")
+            sweep.abort(victim, codec.CLOSE_TRY_AGAIN, retry, "fair_share")
 
     @micropython.native
     def _take_slot(self, pend):
@@ -1059,107 +1052,6 @@ class Server:
                 if quiet >= _LINGER_IDLE_MS:
                     return
 
-    # ---- the sweep: every deadline, one task -------------------------------
-
-    @micropython.native
-    def _abort(self, slot, code, reason, why):
-        if slot.aborted or slot.task is None:
-            return
-        slot.aborted = True
-        slot.abort_code = code
-        slot.abort_reason = reason
-        slot.abort_why = why
-        slot.closing_since = aio.now()
-        slot.task.cancel()
-
-    @micropython.native
-    async def _sweep(self):
-        while True:
-            await asyncio.sleep_ms(self.config.sweep_interval)
-            try:
-                self._sweep_once(aio.now())
-            except Exception as e:  # the sweep must outlive any one bad slot
-                self.log.error("sweep: %r", e)
-                continue
-            # Fed only while the event loop (this task runs) and the accept
-            # loop (its listener is open) are alive: a real hang resets a board.
-            if self.watchdog is not None and self._listener is not None:
-                self.watchdog.feed()
-
-    @micropython.native
-    def _sweep_once(self, now):
-        # Plain functions, not coroutines, and each frame within the 11
-        # words MicroPython keeps on the C stack: an idle server allocates nothing.
-        self._close_refused()
-        i = 0
-        while i < len(self._carriers):
-            if request_expired(self._carriers[i], self.config, now):
-                self._carriers[i].expired = True
-                self._carriers[i].task.cancel()  # pyright: ignore[reportOptionalMemberAccess]
-            i += 1
-        i = 0
-        while i < len(self.slots):
-            if self.slots[i].ws is not None and self.slots[i].task is not None:
-                self._sweep_slot(self.slots[i], now)
-            i += 1
-
-    @micropython.native
-    def _sweep_slot(self, slot, now):
-        act = slot_due(slot, self.config, now)
-        if act == _PING:
-            self._ping(slot, now, self.config.pong_timeout)
-        elif act == _KICK:
-            slot.close_kicked = True
-            slot.task.cancel()
-        elif act == _SEND_TIMEOUT:
-            self._abort(slot, codec.CLOSE_POLICY, "send timeout", "send_timeout")
-        elif act == _KEEPALIVE:
-            self.stats.pongs_missed += 1
-            self._abort(slot, codec.CLOSE_INTERNAL_ERROR, "keepalive timeout", "keepalive")
-        elif act == _IDLE:
-            self._abort(slot, codec.CLOSE_GOING_AWAY, "idle timeout", "idle")
-
-    @micropython.native
-    def _ping(self, slot, now, wait):
-        """A keepalive or probe ping, if the slot can take one without waiting."""
-        if slot.ws.send_nowait(codec.OP_PING, b"", 0):
-            slot.ping_sent = now
-            slot.pong_wait = wait
-            self.stats.pings_sent += 1
-            return True
-        return False
-
-    @micropython.native
-    def _probe_silent(self):
-        """A client was refused for want of a slot: ping every slot silent for
-        probe_silence, with a pong deadline of probe_timeout, so a dead or
-        half-open peer gives its slot back in seconds instead of at the next
-        keepalive. A live client answers and keeps its slot; nobody is evicted
-        for being busy or quiet, only for not answering."""
-        if not self.config.probe_silence:
-            return
-        i = 0
-        while i < len(self.slots):
-            ws = self.slots[i].ws
-            if ws is None or self.slots[i].task is None or self.slots[i].aborted or not ws.open:
-                return  # a slot is free or on its way out: no pressure
-            i += 1
-        i = 0
-        while i < len(self.slots):
-            self._probe(self.slots[i], aio.now())
-            i += 1
-
-    @micropython.native
-    def _probe(self, slot, now):
-        cfg = self.config
-        if slot.ping_sent:  # a keepalive ping is out already: hold it to the probe's deadline
-            if slot.pong_wait > cfg.probe_timeout:
-                slot.pong_wait = cfg.probe_timeout
-        elif time.ticks_diff(now, slot.last_rx) > cfg.probe_silence and self._ping(
-            slot, now, cfg.probe_timeout
-        ):
-            self.stats.probes += 1
-
     # ---- application helpers -----------------------------------------------
 
     @staticmethod
@@ -1209,44 +1101,6 @@ class Server:
         self.stats.msgs_out += sent
         self.stats.send_drops += dropped
         return sent, dropped
-
-
-@micropython.native
-def slot_due(slot, cfg, now):
-    """What the sweep must do now for a slot holding a WebSocket: one of the
-    _NOTHING.._KICK constants, the most urgent first. A pure function of
-    (slot, config, now), tested with a fixed clock; the sweep applies it."""
-    if not slot.ws.open or slot.aborted:
-        if (
-            slot.closing_since
-            and not slot.close_kicked
-            and time.ticks_diff(now, slot.closing_since) > cfg.close_timeout
-        ):
-            return _KICK
-        return _NOTHING
-    if slot.tx_since and time.ticks_diff(now, slot.tx_since) > cfg.send_timeout:
-        return _SEND_TIMEOUT
-    if slot.ping_sent and time.ticks_diff(now, slot.ping_sent) > slot.pong_wait:
-        return _KEEPALIVE
-    if cfg.idle_timeout and time.ticks_diff(now, slot.last_message) > cfg.idle_timeout:
-        return _IDLE
-    if (
-        cfg.ping_interval
-        and not slot.ping_sent
-        and time.ticks_diff(now, slot.last_rx) > cfg.ping_interval
-    ):
-        return _PING
-    return _NOTHING
-
-
-@micropython.native
-def request_expired(pend, cfg, now):
-    """Has a connection still reading its HTTP request run out of time?"""
-    return (
-        pend.task is not None
-        and not pend.expired
-        and time.ticks_diff(now, pend.started) > cfg.handshake_timeout
-    )
 
 
 _SCRATCH = bytearray(256)  # shared sink for discarded input; its content is never read

@@ -106,28 +106,31 @@ def sweep(req):
     # pass counted as it runs, so the wait below is on a condition).
     import asyncio
 
-    from stormproof import Config, Server
+    from stormproof import Config, Server, sweep
 
     srv = Server(Config(max_clients=1, sweep_interval=10, log_level=0))
     srv.watchdog = wdt = fake.WDT(10000)
     srv._listener = object() if req["listener"] else None
     passes = [0]
 
-    def counted(now):
+    def counted(server, now):
         passes[0] += 1
         if req["fail"]:
             raise RuntimeError("a broken sweep")
 
-    srv._sweep_once = counted
+    real, sweep.once = sweep.once, counted
 
     async def main():
-        task = asyncio.create_task(srv._sweep())
+        task = asyncio.create_task(sweep.run(srv))
         while passes[0] < req["sweep"]:
             await asyncio.sleep_ms(5)
         task.cancel()
 
     srv.log.level = -1  # the broken sweep's error lines
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        sweep.once = real
     return {"fed": wdt.fed, "passes": passes[0]}
 
 

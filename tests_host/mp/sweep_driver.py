@@ -1,4 +1,4 @@
-# Runs under MicroPython: the sweep's rules (stormproof.server.slot_due and
+# Runs under MicroPython: the sweep's rules (stormproof.sweep.slot_due and
 # request_expired) on slots and requests described in JSON, at a fixed clock.
 # stdin, one JSON object a line:
 #   {"slot": {...}, "cfg": {...}, "now": 123}      -> {"due": <constant name>}
@@ -10,7 +10,7 @@ import sys
 import time
 
 sys.path.insert(0, sys.argv[1])
-from stormproof import Config, server  # noqa: E402
+from stormproof import Config, sweep  # noqa: E402
 
 NAMES = {0: "nothing", 1: "send_timeout", 2: "keepalive", 3: "idle", 4: "ping", 5: "kick"}
 
@@ -41,8 +41,8 @@ for line in sys.stdin:
     if "slot" in req:
         slot = make(req["slot"], SLOT)
         slot.ws = make({"open": slot.open}, {"open": True})
-        print(json.dumps({"due": NAMES[server.slot_due(slot, cfg, req["now"])]}))
+        print(json.dumps({"due": NAMES[sweep.slot_due(slot, cfg, req["now"])]}))
     else:
         pend = make(req["pend"], PEND)
         pend.task = pend.task or None
-        print(json.dumps({"expired": server.request_expired(pend, cfg, req["now"])}))
+        print(json.dumps({"expired": sweep.request_expired(pend, cfg, req["now"])}))
