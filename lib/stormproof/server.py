@@ -326,8 +326,12 @@ class Server:
         # over the connection: failing then would lose it, fd and all. With
         # the heap that low, the client waits in the listen backlog instead.
         # gc.mem_free() walks the whole heap's table (8 us at 110k, 130 us
-        # at 2M), so it is asked again only after the accepts that what it
-        # last said leaves room for (a connection allocates under 1 KB).
+        # at 2M; it was a tenth of the server's instructions per reconnect
+        # cycle when asked every few accepts), so it is asked again only
+        # after the accepts that what it last said leaves room for above the
+        # headroom: a connection keeps under 1 KB alive (socket, handle,
+        # handler coroutine: about 400 B on the 64-bit port), and what it
+        # leaves as garbage is collected before an allocation can fail.
         if self._free_checks > 0:
             self._free_checks -= 1
         else:
@@ -337,7 +341,7 @@ class Server:
                 free = gc.mem_free()
                 if free < _ACCEPT_HEADROOM:
                     return -1
-            self._free_checks = min(free // 4096, 16)
+            self._free_checks = min((free - _ACCEPT_HEADROOM) // 1024, 16)
         try:
             sock, addr = lsock.accept()
         except OSError as e:
