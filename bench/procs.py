@@ -86,6 +86,35 @@ def prepare_bare() -> dict:
     return {"dir": str(app)}
 
 
+def socket_layer(heap: str, n: int = 200) -> dict:
+    """Bytes the socket layer allocates per accepted connection at `heap`
+    (bench/mp/accept_layer.py): the part of a reconnect cycle that is the
+    socket object and accept's address, not the server's own."""
+    port = free_port()
+    env = dict(os.environ, BENCH_PORT=str(port), BENCH_N=str(n))
+    proc = subprocess.Popen(
+        [micropython_exe(), "-X", f"heapsize={heap}", str(MP_SRC / "accept_layer.py")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("accept_layer.py did not start")
+        for _ in range(n + 5):
+            socket.create_connection((peer.HOST, port), timeout=10).close()
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    m = re.search(r"per_accept ([0-9.]+)", out)
+    if not m:
+        raise RuntimeError(f"accept_layer.py said: {out!r}")
+    return {"per_accept_B": float(m.group(1)), "n": n}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((peer.HOST, 0))

@@ -65,14 +65,14 @@ PER_ECHO_MAX = 16
 # A full cycle (connect, upgrade, one echo, closing handshake) runs in a
 # worker made at start, with the request parsed in place and the accept key's
 # SHA-1 and base64 made in fixed buffers. What it allocates is the socket
-# layer's objects (the socket and accept's address: 100 B, measured with a
-# bare accept-and-close loop on the 64-bit unix port), the WebSocket handle
+# layer's objects (the socket and accept's address: 96 B, measured by
+# bench/mp/accept_layer.py on the 64-bit unix port), the WebSocket handle
 # (~140 B: a fresh one, so a handle kept past its connection can never reach
 # the next client's), the handler's coroutine (~110 B) and the
 # ConnectionClosed that ends it (~130 B): measured 576 B in all on the 64-bit
 # unix port (737 B with hashlib's SHA-1, 2.3 KB with a task and coroutines
 # per connection). The bound: 512 B beyond the socket layer.
-SOCKET_LAYER = 100
+SOCKET_LAYER = 96
 PER_CYCLE_MAX = 512 + SOCKET_LAYER
 
 
