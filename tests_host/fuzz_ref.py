@@ -86,11 +86,13 @@ def frames(data: bytes, max_message: int, drain: bool) -> list:
 
     def fail(code: int, resume: int, stuck: bool = False) -> list:
         # resume: where skipping frames picks the stream up again; `stuck`:
-        # nowhere, and any byte after `resume` finds that out.
+        # nowhere (every byte after the header is the refused frame's payload,
+        # which cannot be skipped): known at once, since the server's drain
+        # loop feeds the parser once more right after drain_mode().
         out.append(["error", code])
         if drain:
             if stuck:
-                out.extend([["stuck", code]] if resume < len(data) else [])
+                out.append(["stuck", code])
             else:
                 out.extend(_drain(data, resume))
         return out
