@@ -21,12 +21,14 @@ except ImportError:
 _core = asyncio.core  # pyright: ignore[reportAttributeAccessIssue]
 
 
+@micropython.native
 def arm_read(sock):
     """Register the running task to be woken when sock is readable; the
     caller then yields (returns None from __next__) to park it."""
     _core._io_queue.queue_read(sock)
 
 
+@micropython.native
 def try_acquire(lock):
     """Take an asyncio.Lock if it is free, without awaiting; True if taken.
     What `await lock.acquire()` does on a free lock, minus the coroutine."""
@@ -36,6 +38,7 @@ def try_acquire(lock):
     return True
 
 
+@micropython.native
 def forget(sock):
     """Scrub the scheduler's memory of a closed socket.
 
@@ -221,6 +224,7 @@ else:
         return _YIELD
 
 
+@micropython.native
 def wake(task):
     """Make a parked task run (once: it must not be queued already)."""
     _core._task_queue.push(task)
@@ -237,6 +241,7 @@ else:
     DONE = iter(())
 
 
+@micropython.native
 def now() -> int:
     """time.ticks_ms(), never 0: a deadline field holding 0 means "not started"."""
     return time.ticks_ms() | 1  # pyright: ignore[reportOperatorIssue]

@@ -354,6 +354,7 @@ def check_upgrade(req):
     return accept_key(buf, a)
 
 
+@micropython.native
 def accept_key(buf, a):
     """Sec-WebSocket-Accept for the 24-byte key at buf[a:], in a buffer made
     once (valid until the next handshake). The key goes next to the GUID

@@ -154,7 +154,8 @@ def build(cfg, log, bufs, slot_class, pending_class, receiver_class):
     # value is rewritten in place at each refusal (Server._next_refusal) so
     # refused clients do not all come back in the same second: room for the
     # longest of the 3 delays, right-aligned after optional whitespace.
-    body = b"server full: every WebSocket slot is in use; retry later\n"
+    # Also the answer when a request meets a MemoryError: one prebuilt body for both.
+    body = b"server busy: every WebSocket slot is in use, or memory is short; retry later\n"
     delay = str(cfg.retry_after)
     pad = " " * (len(str(cfg.retry_after + 2)) - len(delay))
     refusals: list = [bytearray(_prebuilt(503, body, "Retry-After: %s%s\r\n" % (pad, delay)))]

@@ -95,6 +95,7 @@ def _scan(buf: ptr8, start: int, end: int, state: int, table: ptr8) -> int:
     return state
 
 
+@micropython.native
 def scan(buf, start, end, state):
     """Advance `state` over buf[start:end]; REJECT as soon as a byte is invalid."""
     return int(_scan(buf, start, end, state, _TABLE))  # pyright: ignore[reportArgumentType]
