@@ -44,7 +44,7 @@ HOT = (
     # every sweep (4 a second, idle or not)
     ("sweep", "once"),
     ("sweep", "_apply"),
-    ("server", "Server._close_refused"),
+    ("server", "Server.close_refused"),
     ("sweep", "ping"),
     ("sweep", "slot_due"),
     ("sweep", "request_expired"),

@@ -162,7 +162,7 @@ class Server:
         self._http_routes = {}
         self._ws_routes = {}
         self._paths = []  # every route's path, the strings requests' paths become
-        (self.slots, self.pending, self._carriers, self._refusals, self._timeout_answer,
+        (self.slots, self.pending, self.carriers, self._refusals, self._timeout_answer,
          self._nodelay, self._origins) = _startup("build")(cfg, self.log, bufs, Slot, Pending, Receiver)  # fmt: skip
         for slot in self.slots:
             slot.server = self
@@ -178,7 +178,7 @@ class Server:
         self._share = max(1, cfg.max_clients - 1) if share < 0 else share
         self._contended = 0  # ticks until which addresses are held to their share; 0: none
         self._waiter = None  # ...for the sake of this one (an address_key), refused a slot
-        self._listener = None
+        self.listener = None
         self._serve_task = None
         self._refusal_turn = 0
         self._free_checks = 0  # accepts left before gc.mem_free() is asked again
@@ -231,7 +231,7 @@ class Server:
         lsock.bind(ai[-1])
         lsock.listen(cfg.backlog)
         lsock.setblocking(False)
-        self._listener = lsock
+        self.listener = lsock
         self.log.info("listening on %s:%d", cfg.host, cfg.port)
         self._serve_task = asyncio.current_task()
         self._stopped = False
@@ -294,12 +294,12 @@ class Server:
 
     @micropython.native
     async def _shutdown_all(self):
-        if self._listener is not None:
-            aio.forget(self._listener)
-            self._listener.close()
-            self._listener = None
-        self._close_refused()
-        for p in self._carriers:
+        if self.listener is not None:
+            aio.forget(self.listener)
+            self.listener.close()
+            self.listener = None
+        self.close_refused()
+        for p in self.carriers:
             if p.task is not None:
                 p.task.cancel()
         for slot in self.slots:
@@ -411,7 +411,7 @@ class Server:
         self._log_failure("accept", e)
         # A carrier given its socket but not its worker would leak both;
         # its client is told to come back (503) rather than reset.
-        for p in self._carriers:
+        for p in self.carriers:
             if p.sock is not None and p.task is None:
                 self._answer_pend(p, self._refusals[0])
                 self._close_socket(p)
@@ -433,7 +433,9 @@ class Server:
         self._close_raw(sock)
 
     @micropython.native
-    def _close_refused(self):
+    def close_refused(self):
+        """Close the sockets refused at accept (_close_later); the sweep's
+        first step, when their answers have had time to leave."""
         held = self._refused
         for i in range(len(held)):
             sock = held[i]

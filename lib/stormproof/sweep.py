@@ -74,14 +74,14 @@ async def run(server):
             continue
         # Fed only while the event loop (this task runs) and the accept
         # loop (its listener is open) are alive: a real hang resets a board.
-        if server.watchdog is not None and server._listener is not None:
+        if server.watchdog is not None and server.listener is not None:
             server.watchdog.feed()
 
 
 @micropython.native
 def once(server, now):
-    server._close_refused()
-    carriers = server._carriers
+    server.close_refused()
+    carriers = server.carriers
     i = 0
     while i < len(carriers):
         if request_expired(carriers[i], server.config, now):

@@ -110,7 +110,7 @@ def sweep(req):
 
     srv = Server(Config(max_clients=1, sweep_interval=10, log_level=0))
     srv.watchdog = wdt = fake.WDT(10000)
-    srv._listener = object() if req["listener"] else None
+    srv.listener = object() if req["listener"] else None
     passes = [0]
 
     def counted(server, now):
